@@ -1,0 +1,174 @@
+"""The ``pyramidgraph`` command: validate, compile, list, list-ops, schema.
+
+Spec problems print one ``file:line:col: path: message`` line each on stderr and exit with 2;
+nothing a user writes in a spec produces a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+import yaml
+
+from .errors import Issue, SpecError
+
+EXIT_SPEC_ERROR = 2
+
+
+def _parse_param(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise SpecError([Issue("<command line>", 0, 0, "--param", f"'{text}' is not NAME=VALUE")])
+    name, value = text.split("=", 1)
+    try:
+        parsed = yaml.safe_load(value) if value else ""
+    except yaml.YAMLError:
+        parsed = value
+    return name.strip(), parsed
+
+
+def _parse_ints(text: str, what: str) -> list[int]:
+    try:
+        return [int(v) for v in text.replace("x", ",").replace(" ", ",").split(",") if v]
+    except ValueError:
+        raise SpecError([Issue("<command line>", 0, 0, what, f"'{text}' is not a list of integers")]) from None
+
+
+def _image(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    sides = _parse_ints(text, "--image")
+    if len(sides) == 1:
+        sides = sides * 2
+    if len(sides) != 2:
+        raise SpecError([Issue("<command line>", 0, 0, "--image", f"'{text}' is not HxW or N")])
+    return (sides[0], sides[1])
+
+
+def _common(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "in_channels": _parse_ints(args.in_channels, "--in-channels") if args.in_channels else None,
+        "image": _image(args.image),
+        "params": dict(_parse_param(p) for p in args.param or []),
+    }
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .compiler import analyze
+
+    common = _common(args)
+    failed = False
+    for spec in args.specs:
+        try:
+            analysis = analyze(spec, common["in_channels"], image=common["image"], params=common["params"])
+        except SpecError as exc:
+            print(str(exc), file=sys.stderr)
+            failed = True
+            continue
+        print(f"{analysis.doc.file}: ok ({len(analysis.flat.nodes)} nodes, {len(analysis.flat.outputs)} outputs)")
+    return EXIT_SPEC_ERROR if failed else 0
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from .compiler import compile as compile_spec
+
+    common = _common(args)
+    neck = compile_spec(args.spec, common["in_channels"], image=common["image"], params=common["params"])
+    if args.code:
+        print(neck.code.strip())
+        return 0
+    import torch
+
+    image = common["image"] or neck.info.image or (256, 256)
+    neck.eval()
+    with torch.no_grad():
+        outputs = neck(neck.example_inputs(batch=1, image=image))
+    values = list(outputs.values()) if isinstance(outputs, dict) else list(outputs)
+    params = sum(p.numel() for p in neck.parameters())
+    print(f"{neck.info.name}: {len(neck.info.inputs)} inputs -> {len(values)} outputs, image {image[0]}x{image[1]}")
+    for (name, shape), (in_name, in_shape) in zip(neck.info.inputs, neck.info.inputs):
+        print(f"  in  {name:<12} {shape.channels:>5} ch  stride {shape.stride}")
+    for name, tensor, stride in zip(neck.output_names, values, neck.strides):
+        print(f"  out {name:<12} {tuple(tensor.shape)}  stride {stride}")
+    print(f"  parameters: {params:,}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .library import bundled_specs, spec_summary
+
+    for name, path in bundled_specs().items():
+        print(f"{name:<12} {spec_summary(path)}")
+    return 0
+
+
+def cmd_list_ops(args: argparse.Namespace) -> int:
+    from .ops import REGISTRIES
+
+    kinds = [args.kind] if args.kind else list(REGISTRIES)
+    for kind in kinds:
+        if kind not in REGISTRIES:
+            raise SpecError([Issue("<command line>", 0, 0, "list-ops", f"unknown op kind '{kind}'; kinds: {', '.join(REGISTRIES)}")])
+        print(f"{kind}:")
+        for name, (cls, preset) in sorted(REGISTRIES[kind].entries.items()):
+            doc = (cls.__doc__ or "").strip().split("\n")[0]
+            alias = f" (= {cls.name} {json.dumps(preset)})" if preset or cls.name != name else ""
+            params = ", ".join(f.name for f in cls.param_fields())
+            print(f"  {name:<12} {doc}{alias}" + (f"  [{params}]" if params else ""))
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from .schema import spec_schema
+
+    print(json.dumps(spec_schema(), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pyramidgraph", description="Detector necks as YAML graphs, compiled to torch.fx.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def spec_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--in-channels", help="input widths, finest first: 256,512,1024,2048 (default: the spec's example)")
+        p.add_argument("--image", help="image size HxW or N, for size checks (default: the spec's example)")
+        p.add_argument("--param", action="append", metavar="NAME=VALUE", help="override a spec parameter (repeatable)")
+
+    p = sub.add_parser("validate", help="check specs; exit 2 with located messages on problems")
+    p.add_argument("specs", nargs="+", metavar="SPEC")
+    spec_options(p)
+    p.set_defaults(run=cmd_validate)
+
+    p = sub.add_parser("compile", help="compile a spec; print a summary or the generated code")
+    p.add_argument("spec", metavar="SPEC")
+    spec_options(p)
+    p.add_argument("--code", action="store_true", help="print the generated forward code")
+    p.set_defaults(run=cmd_compile)
+
+    p = sub.add_parser("list", help="list the bundled specs")
+    p.set_defaults(run=cmd_list)
+
+    p = sub.add_parser("list-ops", help="list the registered ops")
+    p.add_argument("kind", nargs="?", help="resample, fuse or post")
+    p.set_defaults(run=cmd_list_ops)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of the spec format")
+    p.set_defaults(run=cmd_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except SpecError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_SPEC_ERROR
+    except BrokenPipeError:  # pragma: no cover - `pyramidgraph schema | head`
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""The pipeline, as one list of named stages::
+
+    load -> schema -> expand -> graph -> lower (shapes) -> passes -> emit
+
+:func:`analyze` runs the checking stages and stops at the first layer that finds problems,
+raising one :class:`SpecError` with every issue of that layer. :func:`compile` continues
+through the passes and code generation.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from .codegen import emit_graph
+from .errors import Issue, SpecError, did_you_mean
+from .expand import FlatSpec, expand
+from .graph import check_graph
+from .ir import IRGraph
+from .library import find_bundled
+from .loader import Document, load_document
+from .module import NeckInfo, PyramidNeck
+from .passes import DEFAULT_PASSES, PASSES, run_passes
+from .schema import check_schema
+
+__all__ = ["compile", "validate", "analyze", "load", "Analysis", "SpecSource"]
+
+SpecSource = str | os.PathLike | Mapping[str, Any]
+"""A spec: a bundled name (``"bifpn"``), a path, YAML text, or a dict."""
+
+STAGES = ("load", "schema", "expand", "graph", "lower", "passes", "emit")
+
+
+@dataclass
+class Analysis:
+    """Everything the checking stages produced for one spec."""
+
+    doc: Document
+    flat: FlatSpec
+    ir: IRGraph
+
+
+def load(spec: SpecSource | Document) -> Document:
+    """Stage ``load``: a bundled name, path, YAML text or dict -> :class:`Document`."""
+    if isinstance(spec, Document):
+        return spec
+    if isinstance(spec, (str, os.PathLike)) and not isinstance(spec, Mapping):
+        bundled = find_bundled(spec)
+        if bundled is not None:
+            return load_document(bundled, name=str(bundled))
+    return load_document(spec)
+
+
+def analyze(
+    spec: SpecSource | Document,
+    in_channels: Sequence[int] | Mapping[str, int] | None = None,
+    *,
+    image: int | tuple[int, int] | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> Analysis:
+    """Run load, schema, expand, graph and shape checks; raise :class:`SpecError` on problems."""
+    doc = load(spec)
+    issues = check_schema(doc)
+    if issues:
+        raise SpecError(issues)
+    flat, issues = expand(doc, in_channels, params or {}, image)
+    issues += check_graph(doc, flat)
+    if issues:
+        raise SpecError(issues)
+    from .lower import lower
+
+    ir, issues = lower(doc, flat)
+    if issues:
+        raise SpecError(issues)
+    return Analysis(doc, flat, ir)
+
+
+def validate(
+    spec: SpecSource | Document,
+    in_channels: Sequence[int] | Mapping[str, int] | None = None,
+    *,
+    image: int | tuple[int, int] | None = None,
+    **params: Any,
+) -> Analysis:
+    """Check a spec without building modules. ``in_channels`` and ``image`` default to the
+    spec's ``example``. Raises :class:`SpecError` listing every problem found."""
+    return analyze(spec, in_channels, image=image, params=params)
+
+
+def compile(
+    spec: SpecSource | Document,
+    in_channels: Sequence[int] | Mapping[str, int] | None = None,
+    *,
+    image: int | tuple[int, int] | None = None,
+    passes: Sequence[str] = DEFAULT_PASSES,
+    params: Mapping[str, Any] | None = None,
+    **param_overrides: Any,
+) -> PyramidNeck:
+    """Compile a spec to a :class:`PyramidNeck` (a ``torch.fx.GraphModule``).
+
+    ``in_channels`` lists the input widths finest first (or maps input names to widths); with
+    none, the spec's ``example`` is used. Spec parameters are overridden by keyword
+    (``compile("bifpn", channels=88)``) or with ``params=`` for names that clash with these
+    arguments. ``image`` is used only for the size checks. Raises :class:`SpecError`.
+    """
+    overrides = dict(params or {}, **param_overrides)
+    analysis = analyze(spec, in_channels, image=image, params=overrides)
+    unknown = [p for p in passes if p not in PASSES]
+    if unknown:
+        raise SpecError([Issue(analysis.doc.file, 0, 0, "passes", f"unknown pass '{p}'{did_you_mean(p, PASSES)}") for p in unknown])
+    ir = run_passes(analysis.ir, [PASSES[p] for p in passes])
+    graph, modules = emit_graph(ir)
+    flat = analysis.flat
+    info = NeckInfo(
+        name=flat.name,
+        doc=flat.doc,
+        inputs=list(ir.inputs),
+        outputs=[(name, ir.values()[value]) for name, value in ir.outputs],
+        return_type=ir.return_type,
+        params={k: v for k, v in flat.params.items()},
+        image=flat.image,
+        rebuild={
+            "spec": analysis.doc.data,
+            "in_channels": [shape.channels for _, shape in ir.inputs],
+            "image": image,
+            "passes": tuple(passes),
+            "params": overrides,
+        },
+    )
+    return PyramidNeck(modules, graph, info)

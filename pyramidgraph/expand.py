@@ -1,0 +1,617 @@
+"""Stage 2b: expand a schema-valid document into a flat list of inputs, nodes and outputs.
+
+This is where the spec language's conveniences disappear: parameters are evaluated
+(``$channels``, ``${channels * 2}``), ``foreach`` makes one node per value, ``when`` drops
+nodes, ``defaults`` fill in what a node leaves out, and blocks with ``repeat`` are unrolled
+into uniquely named nodes (``cell.0.P4_td``) whose module names are shared or not. References
+between nodes are resolved once everything is expanded, so a node may name a node defined
+below it, and a block output is ``block.name``.
+
+The result, :class:`FlatSpec`, contains only concrete values and op objects; every piece
+remembers the spec path it came from, for error messages.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping, Sequence
+
+from .errors import Issue, did_you_mean, format_path
+from .expr import ExprError, substitute
+from .loader import Document
+from .ops import FUSE, POST, RESAMPLE, FuseOp, OpError, PostOp, ResampleOp
+from .schema import NAME_PATTERN
+
+__all__ = ["FlatSpec", "InputDecl", "NodeDecl", "EdgeDecl", "OutputDecl", "Where", "expand", "MAX_NODES", "MAX_REPEAT", "MAX_LEVEL", "MAX_CHANNELS"]
+
+MAX_NODES = 5_000
+"""Largest number of nodes a spec may expand to."""
+MAX_REPEAT = 1_000
+MAX_LEVEL = 16
+MAX_CHANNELS = 65_536
+
+BUILTIN_PARAMS = ("num_inputs", "in_channels")
+DEFAULT_POLICY = {"up": "nearest", "down": "maxpool", "project": "project", "order": "project_first"}
+_NAME = re.compile(NAME_PATTERN)
+
+
+@dataclass(frozen=True)
+class Where:
+    """A place in the spec: ``raw`` finds the line (template keys), ``shown`` is printed."""
+
+    raw: tuple
+    shown: tuple
+
+    def __add__(self, part: tuple) -> "Where":
+        return Where(self.raw + part, self.shown + part)
+
+    def child(self, raw_key: Any, shown_key: Any) -> "Where":
+        return Where(self.raw + (raw_key,), self.shown + (shown_key,))
+
+    def issue(self, doc: Document, message: str, key: bool = False) -> Issue:
+        return doc.issue(self.raw, message, key=key, shown=format_path(self.shown))
+
+
+@dataclass
+class InputDecl:
+    name: str
+    level: int
+    channels: int | None
+    where: Where
+
+
+@dataclass
+class EdgeDecl:
+    """One entry of a node's ``from``: its source and how to resample it."""
+
+    ref: str
+    where: Where
+    up: ResampleOp
+    down: ResampleOp
+    project: ResampleOp | None  # None: never project (``project: none``)
+    order: str = "project_first"
+    via: list[ResampleOp] | None = None
+    source: str | None = None  # the resolved node or input id, with ``.pre`` for a tap
+    scope: "Scope | None" = field(default=None, repr=False)
+
+
+@dataclass
+class NodeDecl:
+    id: str
+    module: str  # where the node's modules live in the state_dict (shared blocks reuse it)
+    level: int | None
+    channels: int | None
+    fuse: FuseOp
+    post: list[PostOp]
+    edges: list[EdgeDecl]
+    where: Where
+    block: str | None = None  # the shared block the node belongs to, if any
+
+
+@dataclass
+class OutputDecl:
+    name: str
+    ref: str
+    where: Where
+    source: str | None = None
+    scope: "Scope | None" = field(default=None, repr=False)
+
+
+@dataclass
+class FlatSpec:
+    """A spec with everything evaluated: what validation and lowering work on."""
+
+    name: str
+    doc: str
+    file: str
+    params: dict[str, Any]
+    inputs: list[InputDecl]
+    nodes: dict[str, NodeDecl]
+    outputs: list[OutputDecl]
+    return_type: str
+    image: tuple[int, int] | None
+    example: dict[str, Any]
+
+
+class _Bad(Exception):
+    """Raised inside expansion after an issue was recorded, to skip the broken piece."""
+
+
+class Scope:
+    """Names visible at one place: local nodes, block input aliases, then the outer scope."""
+
+    def __init__(self, parent: "Scope | None", prefix: str):
+        self.parent = parent
+        self.prefix = prefix
+        self.names: dict[str, Any] = {}  # name -> id (str), _Alias or _BlockOutputs
+
+    def visible(self) -> list[str]:
+        names = list(self.names)
+        return names + (self.parent.visible() if self.parent else [])
+
+
+@dataclass
+class _Alias:
+    """A block input: in repetition 0 the outer ref, later the previous repetition's output."""
+
+    scope: Scope
+    ref: str
+
+
+@dataclass
+class _BlockOutputs:
+    """``block.name`` outside a block: the last repetition's outputs."""
+
+    last: Scope | None
+    outputs: list[str]
+
+
+class _Expander:
+    def __init__(self, doc: Document, in_channels: Any, params: Mapping[str, Any], image: Any):
+        self.doc = doc
+        self.issues: list[Issue] = []
+        self.user_in_channels = in_channels
+        self.user_params = dict(params)
+        self.user_image = image
+        self.node_count = 0
+        self.nodes: dict[str, NodeDecl] = {}
+        self.edges: list[EdgeDecl] = []
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def fail(self, where: Where, message: str, key: bool = False) -> _Bad:
+        self.issues.append(where.issue(self.doc, message, key=key))
+        return _Bad()
+
+    def ev(self, value: Any, env: Mapping[str, Any], where: Where) -> Any:
+        """Evaluate every expression string inside ``value``."""
+        if isinstance(value, str):
+            try:
+                return substitute(value, env)
+            except ExprError as exc:
+                raise self.fail(where, str(exc)) from None
+        if isinstance(value, list):
+            return [self.ev(v, env, where + (i,)) for i, v in enumerate(value)]
+        if isinstance(value, dict):
+            return {k: self.ev(v, env, where + (k,)) for k, v in value.items()}
+        return value
+
+    def ev_int(self, value: Any, env: Mapping[str, Any], where: Where, what: str, low: int, high: int) -> int:
+        result = self.ev(value, env, where)
+        if isinstance(result, bool) or not isinstance(result, int):
+            raise self.fail(where, f"{what} must be an integer, got {result!r}")
+        if not low <= result <= high:
+            raise self.fail(where, f"{what} must be between {low} and {high}, got {result}")
+        return result
+
+    def ev_bool(self, value: Any, env: Mapping[str, Any], where: Where, what: str) -> bool:
+        result = self.ev(value, env, where)
+        if not isinstance(result, bool):
+            raise self.fail(where, f"{what} must be true or false, got {result!r}")
+        return result
+
+    def ev_name(self, key: str, env: Mapping[str, Any], where: Where) -> str:
+        name = self.ev(key, env, where)
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise self.fail(where, f"name {name!r} is not valid: use letters, digits and _, not starting with a digit", key=True)
+        if name == "pre":
+            raise self.fail(where, "'pre' is reserved for the .pre tap; choose another name", key=True)
+        return name
+
+    def make_op(self, registry, item: Any, env: Mapping[str, Any], where: Where):
+        try:
+            return registry.make(self.ev(item, env, where))
+        except OpError as exc:
+            raise self.fail(where, str(exc)) from None
+
+    def bindings(self, body: Any, env: Mapping[str, Any], where: Where) -> Iterator[dict[str, Any]]:
+        """The environments a ``foreach`` (if any) iterates over, with ``when`` applied."""
+        spec = body.get("foreach") if isinstance(body, dict) else None
+        if spec is None:
+            envs: list[dict[str, Any]] = [dict(env)]
+        else:
+            names, lists = [], []
+            for var, values in spec.items():
+                values = self.ev(values, env, where + ("foreach", var))
+                if not isinstance(values, list):
+                    raise self.fail(where + ("foreach", var), f"foreach '{var}' needs a list, got {values!r}")
+                names.append(var)
+                lists.append(values)
+            count = 1
+            for values in lists:
+                count *= len(values)
+            if count > MAX_NODES:
+                raise self.fail(where + ("foreach",), f"foreach makes {count} copies; the limit is {MAX_NODES}")
+            envs = [dict(env, **dict(zip(names, combo))) for combo in itertools.product(*lists)]
+        for sub_env in envs:
+            if isinstance(body, dict) and "when" in body and not self.ev_bool(body["when"], sub_env, where + ("when",), "when"):
+                continue
+            yield sub_env
+
+    def expand_list(self, items: Any, env: Mapping[str, Any], where: Where) -> list[tuple[Any, Where]]:
+        """Expand ``{foreach: ..., each: ...}`` items; evaluate a whole-list expression."""
+        if isinstance(items, str):
+            items = self.ev(items, env, where)
+            if not isinstance(items, list):
+                raise self.fail(where, f"expected a list, got {items!r}")
+            return [(item, where + (i,)) for i, item in enumerate(items)]
+        out: list[tuple[Any, Where]] = []
+        for i, item in enumerate(items):
+            if isinstance(item, dict) and "foreach" in item and "each" in item:
+                for sub_env in self.bindings(item, env, where + (i,)):
+                    out.append((self.ev(item["each"], sub_env, where + (i, "each")), where + (i,)))
+            else:
+                out.append((self.ev(item, env, where + (i,)), where + (i,)))
+        return out
+
+    # -- stages ----------------------------------------------------------------------------
+
+    def params(self, data: dict) -> dict[str, Any]:
+        where = Where(("params",), ("params",))
+        declared: dict = data.get("params") or {}
+        example = data.get("example") or {}
+        in_channels = self.user_in_channels
+        if in_channels is None:
+            in_channels = example.get("in_channels")
+        env: dict[str, Any] = {}
+        if isinstance(in_channels, Mapping):
+            env["in_channels"] = list(in_channels.values())
+        elif in_channels is not None:
+            env["in_channels"] = list(in_channels)
+        if "in_channels" in env:
+            env["num_inputs"] = len(env["in_channels"])
+        overrides = dict(example.get("params") or {}) if self.user_in_channels is None else {}
+        overrides.update(self.user_params)
+        for name in overrides:
+            if name in BUILTIN_PARAMS:
+                self.fail(where, f"parameter '{name}' is derived from in_channels and cannot be set")
+            elif name not in declared:
+                hint = did_you_mean(name, declared) or (f"; the spec's parameters are {', '.join(declared)}" if declared else "; the spec declares none")
+                self.fail(where, f"unknown parameter '{name}'{hint}")
+        for name, default in declared.items():
+            if name in BUILTIN_PARAMS:
+                self.fail(where + (name,), f"'{name}' is a built-in parameter (from in_channels); choose another name", key=True)
+                continue
+            try:
+                env[name] = self.ev(overrides[name], env, where + (name,)) if name in overrides else self.ev(default, env, where + (name,))
+            except _Bad:
+                continue
+        return env
+
+    def inputs(self, data: dict, env: dict[str, Any]) -> list[InputDecl]:
+        decls: list[InputDecl] = []
+        for key, body in data["inputs"].items():
+            where = Where(("inputs", key), ("inputs", key))
+            try:
+                for sub_env in self.bindings(body, env, where):
+                    name = self.ev_name(key, sub_env, where)
+                    here = where.child(key, name)
+                    level = self.ev_int(body["level"], sub_env, here + ("level",), "level", 0, MAX_LEVEL)
+                    channels = None
+                    if body.get("channels") is not None:
+                        channels = self.ev_int(body["channels"], sub_env, here + ("channels",), "channels", 1, MAX_CHANNELS)
+                    decls.append(InputDecl(name, level, channels, here))
+            except _Bad:
+                continue
+        self.bind_in_channels(decls, env)
+        return decls
+
+    def bind_in_channels(self, decls: list[InputDecl], env: dict[str, Any]) -> None:
+        where = Where(("inputs",), ("inputs",))
+        given = self.user_in_channels
+        if given is None:
+            example = self.doc.data.get("example") or {}
+            given = example.get("in_channels")
+        if given is None:
+            for decl in decls:
+                if decl.channels is None:
+                    self.fail(decl.where, f"input '{decl.name}' has no channels: pass in_channels (or --in-channels), or give the spec an example", key=True)
+            return
+        if isinstance(given, Mapping):
+            names = [d.name for d in decls]
+            for key in given:
+                if key not in names:
+                    self.fail(where, f"in_channels names '{key}', which is not an input{did_you_mean(str(key), names)}")
+            values = [given.get(d.name) for d in decls]
+        else:
+            values = list(given)
+            if len(values) != len(decls):
+                listing = ", ".join(f"{d.name} (level {d.level})" for d in decls)
+                self.fail(where, f"in_channels has {len(values)} entries but the spec declares {len(decls)} inputs: {listing}")
+                return
+        for decl, value in zip(decls, values):
+            if value is None:
+                if decl.channels is None:
+                    self.fail(decl.where, f"in_channels gives no width for input '{decl.name}'", key=True)
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CHANNELS:
+                self.fail(where, f"in_channels for '{decl.name}' must be an integer between 1 and {MAX_CHANNELS}, got {value!r}")
+            elif decl.channels is not None and decl.channels != value:
+                self.fail(decl.where + ("channels",), f"input '{decl.name}' is declared with {decl.channels} channels but in_channels gives {value}")
+            else:
+                decl.channels = value
+
+    def defaults(self, data: dict, env: dict[str, Any]) -> dict[str, Any]:
+        raw = data.get("defaults") or {}
+        where = Where(("defaults",), ("defaults",))
+        out: dict[str, Any] = {"channels": None, "fuse": FUSE.make("sum"), "post": [], "resample": {}}
+        try:
+            if raw.get("channels") is not None:
+                out["channels"] = self.ev_int(raw["channels"], env, where + ("channels",), "channels", 1, MAX_CHANNELS)
+        except _Bad:
+            pass
+        try:
+            if "fuse" in raw:
+                out["fuse"] = self.make_op(FUSE, raw["fuse"], env, where + ("fuse",))
+        except _Bad:
+            pass
+        try:
+            if "post" in raw:
+                out["post"] = [self.make_op(POST, item, env, w) for item, w in self.expand_list(raw["post"], env, where + ("post",))]
+        except _Bad:
+            pass
+        policy = dict(DEFAULT_POLICY)
+        policy.update(raw.get("resample") or {})
+        out["resample"] = self.policy(policy, env, where + ("resample",))
+        return out
+
+    def policy(self, raw: dict, env: dict[str, Any], where: Where) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in raw.items():
+            try:
+                if key == "order":
+                    out[key] = self.ev(value, env, where + (key,))
+                elif key == "project" and self.ev(value, env, where + (key,)) in (None, "none"):
+                    out[key] = None  # never project: widths must already agree
+                else:
+                    out[key] = self.make_op(RESAMPLE, value, env, where + (key,))
+            except _Bad:
+                out[key] = RESAMPLE.make(DEFAULT_POLICY[key]) if key != "order" else DEFAULT_POLICY["order"]
+        return out
+
+    # -- nodes and blocks ------------------------------------------------------------------
+
+    def scope_entries(self, nodes: dict, env: dict[str, Any], where: Where, scope: Scope) -> list[tuple[str, dict, dict, Where]]:
+        entries = []
+        for key, body in nodes.items():
+            entry_where = where.child(key, key)
+            try:
+                for sub_env in self.bindings(body, env, entry_where):
+                    name = self.ev_name(key, sub_env, entry_where)
+                    here = where.child(key, name)
+                    if name in scope.names:
+                        self.fail(here, f"duplicate name '{name}'" + ("" if "$" not in key else " (made by foreach)"), key=True)
+                        continue
+                    scope.names[name] = None
+                    entries.append((name, body, sub_env, here))
+            except _Bad:
+                continue
+        return entries
+
+    def expand_scope(self, nodes: dict, env: dict[str, Any], where: Where, scope: Scope, module_prefix: str, defaults: dict, shared_block: str | None) -> None:
+        for name, body, sub_env, here in self.scope_entries(nodes, env, where, scope):
+            try:
+                if "nodes" in body:
+                    self.expand_block(name, body, sub_env, here, scope, module_prefix, defaults, shared_block)
+                else:
+                    scope.names[name] = scope.prefix + name
+                    self.expand_node(name, body, sub_env, here, scope, module_prefix, defaults, shared_block)
+            except _Bad:
+                scope.names[name] = scope.prefix + name
+                continue
+
+    def expand_node(self, name: str, body: dict, env: dict[str, Any], where: Where, scope: Scope, module_prefix: str, defaults: dict, shared_block: str | None) -> None:
+        self.node_count += 1
+        if self.node_count > MAX_NODES:
+            if self.node_count == MAX_NODES + 1:
+                self.fail(where, f"spec expands to more than {MAX_NODES} nodes; check repeat counts and foreach ranges")
+            raise _Bad()
+        level = None
+        if body.get("level") is not None:
+            level = self.ev_int(body["level"], env, where + ("level",), "level", 0, MAX_LEVEL)
+        channels = defaults["channels"]
+        if body.get("channels") is not None:
+            channels = self.ev_int(body["channels"], env, where + ("channels",), "channels", 1, MAX_CHANNELS)
+        fuse = self.make_op(FUSE, body["fuse"], env, where + ("fuse",)) if "fuse" in body else defaults["fuse"]
+        post = defaults["post"]
+        if "post" in body:
+            post = [self.make_op(POST, item, env, w) for item, w in self.expand_list(body["post"], env, where + ("post",))]
+        policy = dict(defaults["resample"])
+        if body.get("resample"):
+            policy.update(self.policy(body["resample"], env, where + ("resample",)))
+        edges = []
+        for item, w in self.expand_list(body["from"], env, where + ("from",)):
+            edges.append(self.edge(item, env, w, policy, scope))
+        if not edges:
+            raise self.fail(where + ("from",), f"node '{name}' has no inputs")
+        node_id = scope.prefix + name
+        decl = NodeDecl(node_id, module_prefix + name, level, channels, fuse, post, edges, where, shared_block)
+        self.nodes[node_id] = decl
+
+    def edge(self, item: Any, env: dict[str, Any], where: Where, policy: dict[str, Any], scope: Scope) -> EdgeDecl:
+        if isinstance(item, str):
+            ref, overrides = item, {}
+        elif isinstance(item, dict) and isinstance(item.get("from"), str):
+            ref, overrides = item["from"], item
+        else:
+            raise self.fail(where, f"an input is a name or {{from: name, ...}}, got {item!r}")
+        edge_policy = dict(policy)
+        via = None
+        for key, value in overrides.items():
+            if key == "project" and self.ev(value, env, where + (key,)) in (None, "none"):
+                edge_policy[key] = None
+            elif key in ("up", "down", "project"):
+                edge_policy[key] = self.make_op(RESAMPLE, value, env, where + (key,))
+            elif key == "order":
+                edge_policy[key] = value
+            elif key == "via":
+                via = [self.make_op(RESAMPLE, op, env, w) for op, w in self.expand_list(value, env, where + ("via",))]
+        if edge_policy["order"] not in ("project_first", "resample_first"):
+            raise self.fail(where + ("order",), f"order must be project_first or resample_first, got {edge_policy['order']!r}")
+        decl = EdgeDecl(ref, where, edge_policy["up"], edge_policy["down"], edge_policy["project"], edge_policy["order"], via, scope=scope)
+        self.edges.append(decl)
+        return decl
+
+    def expand_block(self, name: str, body: dict, env: dict[str, Any], where: Where, scope: Scope, module_prefix: str, defaults: dict, shared_block: str | None) -> None:
+        times = self.ev_int(body.get("repeat", 1), env, where + ("repeat",), "repeat", 1, MAX_REPEAT)
+        share = self.ev_bool(body.get("share", False), env, where + ("share",), "share") if "share" in body else False
+        inputs = self.expand_list(body["inputs"], env, where + ("inputs",))
+        outputs = self.expand_list(body["outputs"], env, where + ("outputs",))
+        for value, w in inputs + outputs:
+            if not isinstance(value, str):
+                raise self.fail(w, f"expected a name, got {value!r}")
+        if len(inputs) != len(outputs):
+            raise self.fail(where + ("outputs",), f"block '{name}' has {len(inputs)} inputs but {len(outputs)} outputs; repetition k+1 reads repetition k's outputs in place of the inputs, so they must pair up")
+        block_outputs = _BlockOutputs(None, [o for o, _ in outputs])
+        scope.names[name] = block_outputs
+        previous: Scope | None = None
+        for k in range(times):
+            inner = Scope(scope, f"{scope.prefix}{name}.{k}.")
+            for i, (alias, w) in enumerate(inputs):
+                if not _NAME.match(alias):
+                    raise self.fail(w, f"block input '{alias}' must be a plain name (it is the name the block's nodes use)")
+                inner.names[alias] = _Alias(scope, alias) if previous is None else _Alias(previous, outputs[i][0])
+            inner_env = dict(env, rep=k)
+            inner_prefix = f"{module_prefix}{name}." if share else f"{module_prefix}{name}{k}."
+            block_id = shared_block or (f"{scope.prefix}{name}" if share else None)
+            self.expand_scope(body["nodes"], inner_env, where + ("nodes",), inner, inner_prefix, defaults, block_id)
+            previous = inner
+        block_outputs.last = previous
+
+    # -- references ------------------------------------------------------------------------
+
+    def resolve(self, ref: str, scope: Scope, depth: int = 0) -> str | None:
+        """The node/input id ``ref`` names from ``scope`` (``X.pre`` keeps its tap)."""
+        if depth > 64:
+            return None
+        tap = ""
+        if ref.endswith(".pre") and ref != ".pre":
+            ref, tap = ref[: -len(".pre")], ".pre"
+        head, *rest = ref.split(".")
+        current: Scope | None = scope
+        while current is not None and head not in current.names:
+            current = current.parent
+        if current is None:
+            return None
+        target = current.names[head]
+        if isinstance(target, _Alias):
+            resolved = self.resolve(target.ref, target.scope, depth + 1)
+            return None if resolved is None or rest else resolved + tap
+        if isinstance(target, _BlockOutputs):
+            if len(rest) != 1 or rest[0] not in target.outputs or target.last is None:
+                return None
+            resolved = self.resolve(rest[0], target.last, depth + 1)
+            return None if resolved is None else resolved + tap
+        if rest or target is None:
+            return None
+        return target + tap
+
+    def visible_names(self, scope: Scope) -> list[str]:
+        names = []
+        current: Scope | None = scope
+        while current is not None:
+            for name, target in current.names.items():
+                if isinstance(target, _BlockOutputs):
+                    names.extend(f"{name}.{o}" for o in target.outputs)
+                else:
+                    names.append(name)
+            current = current.parent
+        return names
+
+    def unknown(self, ref: str, scope: Scope, where: Where, what: str) -> None:
+        base = ref[: -len(".pre")] if ref.endswith(".pre") else ref
+        head = base.split(".")[0]
+        current: Scope | None = scope
+        while current is not None and head not in current.names:
+            current = current.parent
+        target = current.names[head] if current else None
+        if isinstance(target, _BlockOutputs):
+            rest = base[len(head) + 1 :]
+            message = f"block '{head}' has no output '{rest}'{did_you_mean(rest, target.outputs)} (its outputs: {', '.join(target.outputs)})"
+        elif target is not None and "." in base:
+            message = f"'{ref}': only '.pre' taps a node, and '{head}' is not a block"
+        else:
+            message = f"unknown {what} '{ref}'{did_you_mean(base, self.visible_names(scope))}"
+        self.fail(where, message)
+
+
+def expand(doc: Document, in_channels: Any = None, params: Mapping[str, Any] | None = None, image: Any = None) -> tuple[FlatSpec | None, list[Issue]]:
+    """Expand a schema-valid document. Returns the flat spec (None if unusable) and the issues."""
+    ex = _Expander(doc, in_channels, params or {}, image)
+    data = doc.data
+    env = ex.params(data)
+    inputs = ex.inputs(data, env)
+    defaults = ex.defaults(data, env)
+    root = Scope(None, "")
+    for decl in inputs:
+        if decl.name in root.names:
+            ex.fail(decl.where, f"duplicate input name '{decl.name}'", key=True)
+        root.names[decl.name] = decl.name
+    ex.expand_scope(data["nodes"], env, Where(("nodes",), ("nodes",)), root, "", defaults, None)
+    for node in ex.nodes.values():
+        if any(d.name == node.id for d in inputs):
+            ex.fail(node.where, f"node '{node.id}' has the same name as an input", key=True)
+    for edge in ex.edges:
+        edge.source = ex.resolve(edge.ref, edge.scope)
+        if edge.source is None:
+            ex.unknown(edge.ref, edge.scope, edge.where, "input or node")
+    outputs = outputs_of(ex, data, env, root)
+    return_type = data.get("return", "tuple")
+    image = _image(ex, doc, image)
+    name = data.get("name") or (doc.file.rsplit("/", 1)[-1].rsplit(".", 1)[0] if doc.file.endswith((".yaml", ".yml")) else "neck")
+    flat = FlatSpec(name, data.get("doc", ""), doc.file, env, inputs, ex.nodes, outputs, return_type, image, data.get("example") or {})
+    return flat, ex.issues
+
+
+def outputs_of(ex: _Expander, data: dict, env: dict[str, Any], root: Scope) -> list[OutputDecl]:
+    raw = data["outputs"]
+    where = Where(("outputs",), ("outputs",))
+    pairs: list[tuple[str, Any, Where]] = []
+    try:
+        if isinstance(raw, dict):
+            for key, ref in raw.items():
+                pairs.append((ex.ev_name(key, env, where.child(key, key)), ex.ev(ref, env, where.child(key, key)), where.child(key, key)))
+        else:
+            for ref, w in ex.expand_list(raw, env, where):
+                pairs.append((_output_name(ref), ref, w))
+    except _Bad:
+        return []
+    outputs: list[OutputDecl] = []
+    seen: set[str] = set()
+    for name, ref, w in pairs:
+        if not isinstance(ref, str):
+            ex.fail(w, f"an output is a node name, got {ref!r}")
+            continue
+        if name in seen:
+            ex.fail(w, f"duplicate output '{name}'")
+            continue
+        seen.add(name)
+        decl = OutputDecl(name, ref, w, scope=root)
+        decl.source = ex.resolve(ref, root)
+        if decl.source is None:
+            ex.unknown(ref, root, w, "output")
+        outputs.append(decl)
+    return outputs
+
+
+def _output_name(ref: Any) -> Any:
+    """A list output is named after its node: ``cell.P3_out`` -> ``P3_out``, ``P4.pre`` stays."""
+    if not isinstance(ref, str):
+        return ref
+    parts = ref.split(".")
+    return ".".join(parts[-2:]) if parts[-1] == "pre" and len(parts) > 1 else parts[-1]
+
+
+def _image(ex: _Expander, doc: Document, image: Any) -> tuple[int, int] | None:
+    if image is None:
+        image = (doc.data.get("example") or {}).get("image")
+    if image is None:
+        return None
+    if isinstance(image, int) and not isinstance(image, bool):
+        image = (image, image)
+    if not (isinstance(image, Sequence) and len(image) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 16384 for v in image)):
+        ex.fail(Where(("example", "image"), ("image",)), f"image size must be N or (H, W) with sides between 1 and 16384, got {image!r}")
+        return None
+    return (int(image[0]), int(image[1]))

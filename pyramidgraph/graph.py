@@ -1,0 +1,87 @@
+"""Stage 2c: graph checks on the expanded spec, with networkx.
+
+References were resolved during expansion (scoping lives there); what is checked here needs the
+whole graph: cycles (printed), nodes that reach no output, inputs no output uses, and taps of
+inputs. :func:`dataflow` also gives the deterministic topological order lowering follows:
+declaration order wherever the data dependencies allow it.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from .errors import Issue
+from .expand import FlatSpec
+from .loader import Document
+
+__all__ = ["dataflow", "check_graph", "topological_order"]
+
+
+def base_of(source: str) -> str:
+    """The node or input a reference reads, without its ``.pre`` tap."""
+    return source[: -len(".pre")] if source.endswith(".pre") else source
+
+
+def dataflow(flat: FlatSpec) -> nx.DiGraph:
+    """Directed graph over input names and node ids; an edge per resolved ``from`` entry."""
+    g = nx.DiGraph()
+    for order, decl in enumerate(flat.inputs):
+        g.add_node(decl.name, order=order, kind="input")
+    for order, node in enumerate(flat.nodes.values(), start=len(flat.inputs)):
+        g.add_node(node.id, order=order, kind="node")
+    for node in flat.nodes.values():
+        for edge in node.edges:
+            if edge.source is not None:
+                g.add_edge(base_of(edge.source), node.id, edge=edge)
+    return g
+
+
+def topological_order(g: nx.DiGraph) -> list[str]:
+    return list(nx.lexicographical_topological_sort(g, key=lambda n: g.nodes[n]["order"]))
+
+
+def check_graph(doc: Document, flat: FlatSpec) -> list[Issue]:
+    issues: list[Issue] = []
+    input_names = {d.name for d in flat.inputs}
+    for node in flat.nodes.values():
+        for edge in node.edges:
+            if edge.source and edge.source.endswith(".pre") and base_of(edge.source) in input_names:
+                issues.append(edge.where.issue(doc, f"'{edge.ref}': inputs have no .pre tap; only nodes do"))
+    for output in flat.outputs:
+        if output.source and output.source.endswith(".pre") and base_of(output.source) in input_names:
+            issues.append(output.where.issue(doc, f"'{output.ref}': inputs have no .pre tap; only nodes do"))
+    g = dataflow(flat)
+    cyclic: set[str] = set()
+    for component in nx.strongly_connected_components(g):
+        first = min(component, key=lambda n: g.nodes[n]["order"])
+        if len(component) == 1 and not g.has_edge(first, first):
+            continue
+        cycle = _cycle_through(g.subgraph(component), first)
+        cyclic |= component
+        closing = g.edges[cycle[-2], cycle[-1]]["edge"]
+        issues.append(closing.where.issue(doc, f"cycle: {' -> '.join(cycle)}; a node cannot depend on itself"))
+    if issues:
+        return issues
+    used: set[str] = set()
+    for output in flat.outputs:
+        if output.source:
+            target = base_of(output.source)
+            used |= {target} | nx.ancestors(g, target)
+    if not flat.outputs or any(o.source is None for o in flat.outputs):
+        return issues
+    for node in flat.nodes.values():
+        if node.id not in used and node.id not in cyclic:
+            issues.append(node.where.issue(doc, f"node '{node.id}' does not reach any output; remove it or list it in outputs", key=True))
+    for decl in flat.inputs:
+        if decl.name not in used:
+            issues.append(decl.where.issue(doc, f"input '{decl.name}' is not used by any output; remove it or read it from a node", key=True))
+    return issues
+
+
+def _cycle_through(g: nx.DiGraph, start: str) -> list[str]:
+    """A cycle from ``start`` back to itself, following declaration order where possible."""
+    if g.has_edge(start, start):
+        return [start, start]
+    paths = nx.single_source_shortest_path(g, start)
+    best = min((p for target, p in paths.items() if g.has_edge(target, start) and len(p) >= 1), key=len)
+    return best + [start]

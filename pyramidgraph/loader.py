@@ -1,0 +1,218 @@
+"""Stage 1: read a spec into plain Python data and remember where every value came from.
+
+YAML is parsed with PyYAML's *safe* composer (no Python tags, no code), then converted by hand
+so that (a) every mapping key and value keeps its line and column for error messages,
+(b) duplicate keys are an error instead of "last one wins", and (c) alias expansion is
+bounded, so a "billion laughs" document cannot exhaust memory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .errors import Issue, SpecError, format_path
+
+__all__ = ["Document", "load_document", "MAX_SPEC_BYTES", "MAX_YAML_NODES"]
+
+MAX_SPEC_BYTES = 1 << 20
+"""A spec larger than this (1 MiB) is rejected before parsing."""
+
+MAX_YAML_NODES = 100_000
+"""Upper bound on YAML nodes visited while converting, aliases counted at every use."""
+
+Path_ = tuple  # a path inside the spec: ("nodes", "P4", "from", 1)
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+@dataclass
+class Document:
+    """A loaded spec: its data, where it came from, and the position of every value."""
+
+    data: Any
+    file: str = "<spec>"
+    text: str = ""
+    values: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+
+    def where(self, path: Path_, key: bool = False) -> tuple[int, int]:
+        """Line and column (1-based) of ``path``; ``key=True`` prefers the mapping key.
+
+        Falls back to the nearest ancestor that has a position, so that a value created by
+        expansion still points at the template it came from.
+        """
+        path = tuple(path)
+        while True:
+            table = (self.keys, self.values) if key else (self.values, self.keys)
+            for positions in table:
+                if path in positions:
+                    return positions[path]
+            if not path:
+                return (0, 0)
+            path = path[:-1]
+
+    def issue(self, path: Path_, message: str, key: bool = False, shown: str | None = None) -> Issue:
+        """An :class:`Issue` located at ``path``; ``shown`` replaces the printed path."""
+        line, col = self.where(path, key)
+        return Issue(self.file, line, col, shown if shown is not None else format_path(path), message)
+
+    def line_text(self, line: int) -> str:
+        """The source line ``line`` (1-based), for showing a caret under an error."""
+        lines = self.text.splitlines()
+        return lines[line - 1] if 0 < line <= len(lines) else ""
+
+
+def load_document(source: str | os.PathLike | Mapping, name: str | None = None) -> Document:
+    """Load a spec from a path, a YAML string or a mapping.
+
+    A string is taken as a path when it has no newline and names an existing file, or ends in
+    ``.yaml``/``.yml``; otherwise as YAML text. Raises :class:`SpecError` for unreadable files,
+    bytes that are not UTF-8, malformed YAML, duplicate keys and non-data YAML tags.
+    """
+    if isinstance(source, Mapping):
+        return Document(data=_plain_copy(source), file=name or "<dict>")
+    if isinstance(source, os.PathLike) or (
+        isinstance(source, str)
+        and "\n" not in source
+        and (source.endswith((".yaml", ".yml")) or Path(source).is_file())
+    ):
+        path = Path(source)
+        file = name or str(source)
+        try:
+            raw = path.read_bytes() if path.stat().st_size <= MAX_SPEC_BYTES else None
+        except OSError as exc:
+            raise SpecError([Issue(file, 0, 0, "", f"cannot read spec: {exc.strerror or exc}")]) from None
+        if raw is None:
+            raise SpecError([Issue(file, 0, 0, "", f"spec is larger than {MAX_SPEC_BYTES} bytes")])
+        return parse_yaml(raw, file)
+    if isinstance(source, (bytes, str)):
+        return parse_yaml(source, name or "<string>")
+    raise SpecError([Issue(name or "<spec>", 0, 0, "", f"a spec is a path, YAML text or a dict, not {type(source).__name__}")])
+
+
+def parse_yaml(raw: bytes | str, file: str) -> Document:
+    """Parse YAML bytes or text into a :class:`Document` with positions."""
+    if isinstance(raw, bytes):
+        if len(raw) > MAX_SPEC_BYTES:
+            raise SpecError([Issue(file, 0, 0, "", f"spec is larger than {MAX_SPEC_BYTES} bytes")])
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            before = raw[: exc.start]
+            line = before.count(b"\n") + 1
+            col = exc.start - (before.rfind(b"\n") + 1) + 1
+            message = f"byte 0x{raw[exc.start]:02x} is not valid UTF-8; save the file as UTF-8"
+            raise SpecError([Issue(file, line, col, "", message)]) from None
+    else:
+        text = raw
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    try:
+        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        problem = exc.problem or exc.context or "malformed YAML"
+        raise SpecError([Issue(file, line, col, "", f"malformed YAML: {problem}")]) from None
+    except yaml.YAMLError as exc:
+        raise SpecError([Issue(file, 0, 0, "", f"malformed YAML: {exc}")]) from None
+    if len(nodes) != 1:
+        what = "is empty" if not nodes else f"holds {len(nodes)} YAML documents; a spec is one"
+        raise SpecError([Issue(file, 1 if nodes else 0, 1 if nodes else 0, "", f"spec {what}")])
+    doc = Document(data=None, file=file, text=text)
+    converter = _Converter(doc)
+    doc.data = converter.convert(nodes[0], ())
+    if converter.issues:
+        raise SpecError(converter.issues)
+    return doc
+
+
+class _Converter:
+    """Turns a composed YAML node tree into Python data, recording positions."""
+
+    def __init__(self, doc: Document):
+        self.doc = doc
+        self.issues: list[Issue] = []
+        self.visited = 0
+        self.constructor = yaml.constructor.SafeConstructor()
+
+    def _mark(self, node: yaml.Node) -> tuple[int, int]:
+        return (node.start_mark.line + 1, node.start_mark.column + 1)
+
+    def _error(self, node: yaml.Node, path: Path_, message: str) -> None:
+        line, col = self._mark(node)
+        self.issues.append(Issue(self.doc.file, line, col, format_path(path), message))
+
+    def convert(self, node: yaml.Node, path: Path_) -> Any:
+        self.visited += 1
+        if self.visited > MAX_YAML_NODES:
+            if self.visited == MAX_YAML_NODES + 1:
+                self._error(node, path, f"spec expands to more than {MAX_YAML_NODES} YAML values (aliases counted at every use)")
+            return None
+        self.doc.values.setdefault(path, self._mark(node))
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.convert(item, path + (i,)) for i, item in enumerate(node.value)]
+        try:
+            value = self.constructor.construct_object(node, deep=True)
+        except yaml.constructor.ConstructorError as exc:
+            self._error(node, path, f"unsupported YAML value: {exc.problem}; specs hold plain data only")
+            return None
+        if isinstance(value, (bytes, bytearray)) or type(value).__module__ == "datetime":
+            self._error(node, path, f"unsupported YAML value of type {type(value).__name__}; use a number, string or boolean")
+            return None
+        return value
+
+    def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict:
+        if node.tag not in ("tag:yaml.org,2002:map",):
+            self._error(node, path, f"unsupported YAML tag {node.tag}; specs hold plain data only")
+        out: dict = {}
+        seen: dict = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                merged = self.convert(value_node, path)
+                sources = merged if isinstance(merged, list) else [merged]
+                for src in sources:
+                    if isinstance(src, dict):
+                        for k, v in src.items():
+                            out.setdefault(k, v)
+                    else:
+                        self._error(value_node, path, "a merge key '<<' needs a mapping or a list of mappings")
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                self._error(key_node, path, "mapping keys must be plain scalars")
+                continue
+            key = self.convert(key_node, path + ("<key>",))
+            self.doc.values.pop(path + ("<key>",), None)
+            if isinstance(key, bool) or key is None:
+                # `on`/`off`/`yes`/`no` and `~` are YAML 1.1 booleans/null; as keys they are
+                # almost always meant as names.
+                key = key_node.value
+            if not isinstance(key, (str, int)):
+                self._error(key_node, path, f"mapping key {key_node.value!r} must be a string or integer")
+                continue
+            if key in seen:
+                first = seen[key]
+                self._error(key_node, path + (key,), f"duplicate key '{key}' (first defined at line {first[0]}); each key may appear once")
+                continue
+            seen[key] = self._mark(key_node)
+            self.doc.keys[path + (key,)] = self._mark(key_node)
+            out[key] = self.convert(value_node, path + (key,))
+        return out
+
+
+def _plain_copy(value: Any, depth: int = 0) -> Any:
+    """Copy a user-given mapping into plain dicts and lists, refusing anything else."""
+    if depth > 64:
+        raise SpecError([Issue("<dict>", 0, 0, "", "spec nests deeper than 64 levels")])
+    if isinstance(value, Mapping):
+        return {k: _plain_copy(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_copy(v, depth + 1) for v in value]
+    return value

@@ -1,0 +1,180 @@
+"""Stage 3: lower the expanded spec to IR, inferring shapes on the way.
+
+Shape inference and lowering are one walk, so the shapes the validator reports are exactly the
+shapes the compiled module has. For every node, in dataflow order:
+
+1. each edge gets a chain of resample ops, from its ``via`` list or from the node's policy
+   (project when widths differ, ``up``/``down`` when levels differ), and the chain must end at
+   the node's level and width;
+2. size-based upsampling reads the size of the level's *size reference*: the first input, or
+   else the first node computed at that level;
+3. the resampled inputs must agree in spatial size (when an image size is known);
+4. fusion (for two or more inputs) and the post ops follow, and the result must have the
+   node's declared width.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .errors import Issue
+from .expand import EdgeDecl, FlatSpec, NodeDecl
+from .graph import base_of, dataflow, topological_order
+from .ir import IRGraph, IROp
+from .loader import Document
+from .ops import ResampleOp
+from .shape import FeatureShape, ShapeError
+
+__all__ = ["lower"]
+
+
+def _slug(ref: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", ref)
+
+
+class _Lowering:
+    def __init__(self, doc: Document, flat: FlatSpec):
+        self.doc = doc
+        self.flat = flat
+        self.issues: list[Issue] = []
+        self.ops: list[IROp] = []
+        self.values: dict[str, FeatureShape] = {}
+        self.node_values: dict[str, str] = {}
+        self.size_refs: dict[int, str] = {}
+        self.shared: dict[str, tuple[tuple, str]] = {}
+
+    def input_shapes(self) -> list[tuple[str, FeatureShape]]:
+        inputs = []
+        for decl in self.flat.inputs:
+            size = None
+            if self.flat.image:
+                stride = 2**decl.level
+                size = (-(-self.flat.image[0] // stride), -(-self.flat.image[1] // stride))
+            shape = FeatureShape(decl.channels or 0, decl.level, size)
+            inputs.append((decl.name, shape))
+            self.values[decl.name] = shape
+            self.node_values[decl.name] = decl.name
+            self.size_refs.setdefault(decl.level, decl.name)
+        return inputs
+
+    def add(self, name: str, module: str, op, args: list[str], shape: FeatureShape, node: NodeDecl, role: str) -> str:
+        shapes = [self.values[a] for a in args]
+        signature = (op, tuple(s.channels for s in shapes), shape.channels)
+        if node.block and op.has_parameters:
+            first = self.shared.setdefault(module, (signature, node.id))
+            if first[0] != signature:
+                raise ShapeError(
+                    f"shared block: '{module}' is used by '{first[1]}' with {first[0][1]} -> {first[0][2]} channels "
+                    f"and by '{node.id}' with {signature[1]} -> {signature[2]}; set share: false or make the widths equal"
+                )
+        self.ops.append(IROp(name, module, op, args, shapes, shape, {"node": node.id, "role": role, "where": node.where}))
+        self.values[name] = shape
+        return name
+
+    def chain(self, edge: EdgeDecl, source: FeatureShape, target: FeatureShape) -> list[tuple[str, ResampleOp]]:
+        """The resample ops of an edge, each with the module suffix it lives under."""
+        if edge.via is not None:
+            return [(f"via{i}", op) for i, op in enumerate(edge.via)]
+        spatial: list[tuple[str, ResampleOp]] = []
+        if source.level > target.level:
+            spatial = [("", edge.up)]
+        elif source.level < target.level:
+            spatial = [("", edge.down)]
+        if spatial and spatial[0][1].changes_channels:
+            return spatial
+        project = [("", edge.project)] if source.channels != target.channels and edge.project is not None else []
+        return project + spatial if edge.order == "project_first" else spatial + project
+
+    def lower_edge(self, node: NodeDecl, edge: EdgeDecl, level: int, width: int | None) -> str:
+        value = self.node_values[edge.source]
+        shape = self.values[value]
+        target = FeatureShape(width if width is not None else shape.channels, level, None)
+        if level in self.size_refs:
+            target = target.with_(size=self.values[self.size_refs[level]].size)
+        chain = self.chain(edge, shape, target)
+        if edge.project is None and edge.via is None and not any(op.changes_channels for _, op in chain):
+            target = target.with_(channels=shape.channels)  # `project: none`: the width passes through
+        if not chain:
+            return value
+        module = f"{node.module}.from_{_slug(edge.ref)}"
+        for index, (suffix, op) in enumerate(chain):
+            op = op.bind(shape, target)
+            args = [value]
+            if getattr(op, "needs_size_ref", False):
+                if level not in self.size_refs:
+                    raise ShapeError(
+                        f"nothing at level {level} is computed before '{node.id}' to take its size from; "
+                        f"add an input or node at level {level}, or use up: {{op: upsample, by: scale}}"
+                    )
+                args.append(self.size_refs[level])
+            try:
+                shape = op.infer(shape, target)
+            except ShapeError as exc:
+                raise ShapeError(f"input '{edge.ref}': {exc}") from None
+            last = index == len(chain) - 1
+            name = f"{node.id}.from_{_slug(edge.ref)}" + ("" if last else f".{index}")
+            value = self.add(name, f"{module}.{suffix}" if suffix else module, op, args, shape, node, "edge")
+        if (shape.channels, shape.level) != (target.channels, target.level):
+            ops = " -> ".join(op.label() for _, op in chain)
+            raise ShapeError(
+                f"input '{edge.ref}' ({self.values[self.node_values[edge.source]].describe()}) through [{ops}] "
+                f"gives {shape.channels} channels at level {shape.level}, but '{node.id}' needs {target.channels} at level {target.level}"
+            )
+        return value
+
+    def lower_node(self, node: NodeDecl) -> None:
+        sources = [self.values[self.node_values[e.source]] for e in node.edges]
+        level = node.level if node.level is not None else sources[0].level
+        width = node.channels if (node.fuse.projects_inputs or len(node.edges) == 1) else None
+        args = [self.lower_edge(node, edge, level, width) for edge in node.edges]
+        sizes = {self.values[a].size for a in args}
+        if len(sizes) > 1 and None not in sizes:
+            listing = ", ".join(f"'{e.ref}' gives {self.values[a].size[0]}x{self.values[a].size[1]}" for e, a in zip(node.edges, args))
+            raise ShapeError(
+                f"inputs of '{node.id}' do not line up: {listing}; upsample by size (up: {{op: upsample, by: size}}) "
+                f"or choose an image size divisible by {2 ** max(s.level for s in sources)}"
+            )
+        if len(args) > 1:
+            fused_shape = node.fuse.infer([self.values[a] for a in args])
+            value = self.add(f"{node.id}.pre" if node.post else node.id, f"{node.module}.fuse", node.fuse, args, fused_shape, node, "fuse")
+        else:
+            value = args[0]
+        self.node_values[node.id + ".pre"] = value
+        shape = self.values[value]
+        for index, op in enumerate(node.post):
+            shape = op.infer(shape, node.channels)
+            name = node.id if index == len(node.post) - 1 else f"{node.id}.post{index}"
+            value = self.add(name, f"{node.module}.post{index}", op, [value], shape, node, "post")
+        if node.channels is not None and shape.channels != node.channels:
+            raise ShapeError(
+                f"'{node.id}' declares {node.channels} channels but its ops give {shape.channels}; "
+                f"add a conv to its post ops or set channels: {shape.channels}"
+            )
+        self.node_values[node.id] = value
+        self.size_refs.setdefault(level, value)
+
+
+def lower(doc: Document, flat: FlatSpec) -> tuple[IRGraph | None, list[Issue]]:
+    """Lower a graph-checked spec to IR; shape problems come back as issues."""
+    lowering = _Lowering(doc, flat)
+    inputs = lowering.input_shapes()
+    g = dataflow(flat)
+    broken: set[str] = set()
+    for node_id in topological_order(g):
+        node = flat.nodes.get(node_id)
+        if node is None:
+            continue
+        if any(base_of(e.source) in broken for e in node.edges):
+            broken.add(node_id)
+            continue
+        try:
+            lowering.lower_node(node)
+        except ShapeError as exc:
+            lowering.issues.append(node.where.issue(doc, str(exc)))
+            broken.add(node_id)
+    if lowering.issues:
+        return None, lowering.issues
+    outputs = [(o.name, lowering.node_values[o.source]) for o in flat.outputs]
+    ir = IRGraph(flat.name, inputs, lowering.ops, outputs, flat.return_type, lowering.node_values, {"doc": flat.doc, "params": flat.params})
+    ir.check()
+    return ir, []

@@ -1,0 +1,120 @@
+"""The compiled neck: a ``torch.fx.GraphModule`` that knows its pyramid.
+
+:class:`PyramidNeck` *is* the generated GraphModule (its ``state_dict`` keys are the spec's
+node names, with no wrapper prefix) plus the shape metadata detection code expects:
+``out_channels`` and ``output_names`` as torchvision's FPN has them, one :class:`ShapeSpec`
+per output as detectron2 and timm describe features, and ``example_inputs()`` to try it.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.fx
+from torch import nn
+
+from .shape import FeatureShape
+
+__all__ = ["PyramidNeck", "ShapeSpec", "NeckInfo"]
+
+
+@dataclass(frozen=True)
+class ShapeSpec:
+    """Width and stride of one feature map (detectron2's ``ShapeSpec``)."""
+
+    channels: int
+    stride: int
+
+
+@dataclass
+class NeckInfo:
+    """What a compiled neck was made from and what it consumes and produces."""
+
+    name: str
+    doc: str
+    inputs: list[tuple[str, FeatureShape]]
+    outputs: list[tuple[str, FeatureShape]]
+    return_type: str
+    params: dict[str, Any]
+    image: tuple[int, int] | None
+    rebuild: dict[str, Any] = field(default_factory=dict, repr=False)
+    """Arguments that recompile the neck (spec data and compile options), for pickling."""
+
+
+class PyramidNeck(torch.fx.GraphModule):
+    """A neck compiled from a spec. Call it with a list/tuple of feature maps (finest first)
+    or a dict keyed by input name; it returns a tuple, list or OrderedDict as the spec says."""
+
+    def __init__(self, modules: dict[str, nn.Module], graph: torch.fx.Graph, info: NeckInfo):
+        super().__init__(modules, graph, class_name="PyramidNeck")
+        self.info = info
+
+    # -- shape metadata ---------------------------------------------------------------------
+
+    @property
+    def input_names(self) -> list[str]:
+        return [name for name, _ in self.info.inputs]
+
+    @property
+    def in_channels(self) -> list[int]:
+        return [shape.channels for _, shape in self.info.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [name for name, _ in self.info.outputs]
+
+    @property
+    def output_shapes(self) -> "OrderedDict[str, ShapeSpec]":
+        """Width and stride of every output, by output name."""
+        return OrderedDict((name, ShapeSpec(s.channels, s.stride)) for name, s in self.info.outputs)
+
+    @property
+    def out_channels(self) -> int | list[int]:
+        """The output width (an int when all outputs agree, as torchvision expects)."""
+        widths = [s.channels for _, s in self.info.outputs]
+        return widths[0] if len(set(widths)) == 1 else widths
+
+    @property
+    def strides(self) -> list[int]:
+        return [s.stride for _, s in self.info.outputs]
+
+    def example_inputs(self, batch: int = 1, image: int | tuple[int, int] | None = None) -> list[torch.Tensor]:
+        """Random inputs of the right shapes: each input is ``ceil(image / stride)`` on a side.
+
+        ``image`` defaults to the spec example's image size, else 256x256.
+        """
+        if image is None:
+            image = self.info.image or (256, 256)
+        if isinstance(image, int):
+            image = (image, image)
+        device = next((p.device for p in self.parameters()), torch.device("cpu"))
+        return [
+            torch.randn(batch, shape.channels, -(-image[0] // shape.stride), -(-image[1] // shape.stride), device=device)
+            for _, shape in self.info.inputs
+        ]
+
+    # -- copying and pickling keep the metadata ---------------------------------------------
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> "PyramidNeck":
+        result = super().__deepcopy__(memo)
+        result.info = copy.deepcopy(self.info, memo)
+        return result
+
+    def __reduce__(self):
+        return (_rebuild, (self.info.rebuild, self.state_dict(), self.training))
+
+    def __repr__(self) -> str:
+        outs = ", ".join(f"{n}: {s.channels}ch/{s.stride}" for n, s in self.info.outputs)
+        return f"PyramidNeck({self.info.name}: {len(self.info.inputs)} inputs -> {outs})"
+
+
+def _rebuild(arguments: dict[str, Any], state: dict[str, torch.Tensor], training: bool) -> PyramidNeck:
+    from .compiler import compile as compile_spec
+
+    neck = compile_spec(**arguments)
+    neck.load_state_dict(state)
+    return neck.train(training)

@@ -1,0 +1,10 @@
+"""The op registries. Importing this package registers every built-in op.
+
+To add an op, write one class in the module of its kind (``resample.py``, ``fuse.py`` or
+``post.py``) and decorate it with the registry's ``register``; nothing else needs to change.
+"""
+
+from . import fuse, post, resample  # noqa: F401  (registration side effects)
+from .base import FUSE, POST, REGISTRIES, RESAMPLE, FuseOp, Op, OpError, PostOp, Registry, ResampleOp
+
+__all__ = ["FUSE", "POST", "REGISTRIES", "RESAMPLE", "FuseOp", "Op", "OpError", "PostOp", "Registry", "ResampleOp"]

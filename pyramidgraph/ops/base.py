@@ -1,0 +1,266 @@
+"""What an op is, and the registries that map spec names to op classes.
+
+An op is one small dataclass. Its fields are its spec parameters (the JSON Schema fragment is
+derived from their type hints), ``infer`` is its shape rule and ``emit`` adds its modules and
+calls to the ``torch.fx`` graph. Registering the class is the only step needed for the spec
+language, the schema, the docs and the CLI's ``list-ops`` to know it:
+
+.. code-block:: python
+
+    @POST.register("bn")
+    @dataclass(frozen=True)
+    class BatchNorm(PostOp):
+        \"\"\"Batch normalisation over the node's channels.\"\"\"
+        eps: float = 1e-5
+
+        def infer(self, x, channels):
+            return x
+
+        def emit(self, e, args, shapes, out):
+            return e.call_module("", nn.BatchNorm2d(out.channels, eps=self.eps), args[0])
+
+There are three kinds: ``resample`` ops sit on an edge and bring a source to its target's level
+and width, ``fuse`` ops merge a node's resampled inputs, ``post`` ops run in order after fusion.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Mapping
+
+from ..errors import did_you_mean
+from ..shape import FeatureShape
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch.fx
+
+    from ..codegen import Emitter
+
+__all__ = ["Op", "ResampleOp", "FuseOp", "PostOp", "Registry", "OpError", "RESAMPLE", "FUSE", "POST", "REGISTRIES", "internal"]
+
+
+class OpError(ValueError):
+    """An op spec that names no op or has bad parameters."""
+
+
+def internal(default: Any = None) -> Any:
+    """A dataclass field the compiler fills in (not settable from a spec)."""
+    return dataclasses.field(default=default, metadata={"internal": True})
+
+
+@dataclass(frozen=True)
+class Op:
+    """Base of every op. Subclasses are frozen dataclasses whose fields are spec parameters."""
+
+    kind: ClassVar[str] = ""
+    name: ClassVar[str] = ""
+    shorthand: ClassVar[str | None] = None
+    """The parameter a scalar sets: ``{conv: 3}`` means ``{conv: {kernel: 3}}``."""
+    has_parameters: ClassVar[bool] = False
+    """Whether the op owns learnable parameters or buffers (pure ops may be shared by CSE)."""
+
+    def emit(self, e: "Emitter", args: list["torch.fx.Node"], shapes: list[FeatureShape], out: FeatureShape) -> "torch.fx.Node":
+        raise NotImplementedError
+
+    def label(self) -> str:
+        """Short text for diagrams and summaries, e.g. ``conv3x3``."""
+        return self.name
+
+    def params(self) -> dict[str, Any]:
+        """The spec-visible parameters and their values."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if not f.metadata.get("internal")}
+
+    @classmethod
+    def param_fields(cls) -> list[dataclasses.Field]:
+        return [f for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
+
+    @classmethod
+    def params_schema(cls) -> dict[str, Any]:
+        """JSON Schema of the op's parameter mapping, derived from the field type hints."""
+        hints = typing.get_type_hints(cls)
+        properties = {}
+        for f in cls.param_fields():
+            prop = _schema_of(hints[f.name])
+            doc = f.metadata.get("doc")
+            if doc:
+                prop["description"] = doc
+            if f.default is not dataclasses.MISSING:
+                prop["default"] = f.default
+            properties[f.name] = prop
+        return {"type": "object", "properties": properties, "additionalProperties": False}
+
+
+@dataclass(frozen=True)
+class ResampleOp(Op):
+    """Brings a feature map towards its target's level and/or width, on one edge."""
+
+    kind: ClassVar[str] = "resample"
+    changes_channels: ClassVar[bool] = False
+    """Whether the op maps to the target width itself (then no separate projection is added)."""
+
+    def infer(self, x: FeatureShape, target: FeatureShape) -> FeatureShape:
+        raise NotImplementedError
+
+    def bind(self, x: FeatureShape, target: FeatureShape) -> "ResampleOp":
+        """Fill in what the spec left to the compiler (scale, stride) for this edge."""
+        return self
+
+
+@dataclass(frozen=True)
+class FuseOp(Op):
+    """Merges the resampled inputs of a node into one feature map."""
+
+    kind: ClassVar[str] = "fuse"
+    projects_inputs: ClassVar[bool] = True
+    """True when every input must first be brought to the node's width (sum-like fusions)."""
+
+    def infer(self, xs: list[FeatureShape]) -> FeatureShape:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class PostOp(Op):
+    """One step of the ordered list applied after fusion."""
+
+    kind: ClassVar[str] = "post"
+
+    def infer(self, x: FeatureShape, channels: int | None) -> FeatureShape:
+        """``channels`` is the node's declared width (None when the node declares none)."""
+        return x
+
+
+class Registry:
+    """Maps spec names (and aliases with preset parameters) to op classes of one kind."""
+
+    def __init__(self, kind: str, base: type[Op]):
+        self.kind = kind
+        self.base = base
+        self.entries: dict[str, tuple[type[Op], dict[str, Any]]] = {}
+
+    def register(self, name: str, **aliases: dict[str, Any]):
+        """Class decorator: register ``cls`` as ``name``, plus ``alias=preset`` entries."""
+
+        def decorate(cls: type[Op]) -> type[Op]:
+            assert issubclass(cls, self.base), f"{cls.__name__} must subclass {self.base.__name__}"
+            assert name not in self.entries, f"{self.kind} op '{name}' registered twice"
+            cls.name = name
+            self.entries[name] = (cls, {})
+            for alias, preset in aliases.items():
+                assert alias not in self.entries, f"{self.kind} op '{alias}' registered twice"
+                self.entries[alias] = (cls, dict(preset))
+            return cls
+
+        return decorate
+
+    def names(self) -> list[str]:
+        return sorted(self.entries)
+
+    def lookup(self, name: str) -> tuple[type[Op], dict[str, Any]]:
+        if name not in self.entries:
+            raise OpError(
+                f"unknown {self.kind} op '{name}'{did_you_mean(name, self.entries)} "
+                f"(`pyramidgraph list-ops {self.kind}` lists them)"
+            )
+        return self.entries[name]
+
+    def make(self, item: Any) -> Op:
+        """Build an op from its spec form: ``name``, ``{name: params}`` or ``{op: name, ...params}``."""
+        name, params = split_op_item(item)
+        cls, preset = self.lookup(name)
+        if params is None:
+            params = {}
+        elif not isinstance(params, Mapping):
+            if cls.shorthand is None:
+                raise OpError(f"{self.kind} op '{name}' takes a mapping of parameters, not {params!r}")
+            params = {cls.shorthand: params}
+        fields = {f.name: f for f in cls.param_fields()}
+        hints = typing.get_type_hints(cls)
+        values = dict(preset)
+        for key, value in params.items():
+            if key not in fields:
+                raise OpError(f"{self.kind} op '{name}' has no parameter '{key}'{did_you_mean(str(key), fields)} (it takes: {', '.join(fields) or 'none'})")
+            problem = _type_problem(value, hints[key])
+            if problem:
+                raise OpError(f"{self.kind} op '{name}': parameter '{key}' {problem}")
+            values[key] = value
+        op = cls(**values)
+        for key, value in op.params().items():
+            if key in _POSITIVE and isinstance(value, int) and not 1 <= value <= _POSITIVE[key]:
+                raise OpError(f"{self.kind} op '{name}': parameter '{key}' must be between 1 and {_POSITIVE[key]}, not {value}")
+        return op
+
+
+_POSITIVE = {"kernel": 31, "stride": 64, "scale": 64, "groups": 65536, "dilation": 16, "out": 65536}
+"""Integer parameters that must be positive, with an upper bound that catches typos."""
+
+
+def split_op_item(item: Any) -> tuple[str, Any]:
+    """Split an op item into its name and raw parameters (without checking the name)."""
+    if isinstance(item, str):
+        return item, None
+    if isinstance(item, Mapping):
+        if "op" in item:
+            rest = {k: v for k, v in item.items() if k != "op"}
+            if not isinstance(item["op"], str):
+                raise OpError(f"'op' must name an op, not {item['op']!r}")
+            return item["op"], rest
+        if len(item) == 1:
+            (name, params), = item.items()
+            return str(name), params
+    raise OpError(f"an op is a name, {{name: parameters}} or {{op: name, ...}}, not {item!r}")
+
+
+RESAMPLE = Registry("resample", ResampleOp)
+FUSE = Registry("fuse", FuseOp)
+POST = Registry("post", PostOp)
+REGISTRIES: dict[str, Registry] = {r.kind: r for r in (RESAMPLE, FUSE, POST)}
+
+
+def _schema_of(hint: Any) -> dict[str, Any]:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return {"enum": list(typing.get_args(hint))}
+    if origin in (typing.Union, types.UnionType):
+        options = [_schema_of(a) for a in typing.get_args(hint)]
+        return {"anyOf": options}
+    if hint is type(None):
+        return {"type": "null"}
+    if hint is bool:
+        return {"type": "boolean"}
+    if hint is int:
+        return {"type": "integer"}
+    if hint is float:
+        return {"type": "number"}
+    if hint is str:
+        return {"type": "string"}
+    raise TypeError(f"no JSON Schema for parameter type {hint!r}")
+
+
+def _type_problem(value: Any, hint: Any) -> str | None:
+    """Why ``value`` does not fit ``hint``, or None when it does."""
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        allowed = typing.get_args(hint)
+        if value in allowed and type(value) is type(allowed[allowed.index(value)]):
+            return None
+        names = [str(a) for a in allowed]
+        return f"must be one of {', '.join(repr(a) for a in allowed)}, not {value!r}{did_you_mean(str(value), names)}"
+    if origin in (typing.Union, types.UnionType):
+        problems = [_type_problem(value, a) for a in typing.get_args(hint)]
+        if any(p is None for p in problems):
+            return None
+        return "; or ".join(p for p in problems if p)
+    if hint is type(None):
+        return None if value is None else f"must be null, not {value!r}"
+    if hint is bool:
+        return None if isinstance(value, bool) else f"must be true or false, not {value!r}"
+    if hint is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else f"must be an integer, not {value!r}"
+    if hint is float:
+        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else f"must be a number, not {value!r}"
+    if hint is str:
+        return None if isinstance(value, str) else f"must be a string, not {value!r}"
+    return None

@@ -1,0 +1,82 @@
+"""Helpers shared by ops that own convolutions: build one, emit it, compute its output size."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal, Union
+
+import torch.fx
+import torch.nn.functional as F
+from torch import nn
+
+from ..runtime import init_conv, pad_same
+from ..shape import ShapeError, conv_out, same_out
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..codegen import Emitter
+
+Padding = Union[int, Literal["same"], None]
+"""``None``: symmetric ``dilation * (kernel - 1) // 2``; ``'same'``: TensorFlow's asymmetric padding."""
+
+Init = Literal["default", "xavier_uniform", "kaiming_uniform", "normal"]
+
+ACTIVATIONS = {
+    "relu": F.relu,
+    "relu6": F.relu6,
+    "silu": F.silu,
+    "gelu": F.gelu,
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "hardswish": F.hardswish,
+    "mish": F.mish,
+    "leaky_relu": F.leaky_relu,
+}
+"""Activation functions by name: what ``{act: NAME}`` and ``act:`` parameters accept."""
+
+ActName = Literal["relu", "relu6", "silu", "gelu", "sigmoid", "tanh", "hardswish", "mish", "leaky_relu"]
+
+
+def resolve_padding(kernel: int, padding: Padding, dilation: int = 1) -> int | str:
+    return dilation * (kernel - 1) // 2 if padding is None else padding
+
+
+def window_out(size: tuple[int, int] | None, kernel: int, stride: int, padding: Padding, dilation: int = 1) -> tuple[int, int] | None:
+    """Spatial size after a conv/pool window; raises ShapeError when it would be empty."""
+    if size is None:
+        return None
+    pad = resolve_padding(kernel, padding, dilation)
+    if pad == "same":
+        return (same_out(size[0], stride), same_out(size[1], stride))
+    out = (conv_out(size[0], kernel, stride, pad, dilation), conv_out(size[1], kernel, stride, pad, dilation))
+    if min(out) < 1:
+        raise ShapeError(f"a {kernel}x{kernel} window with stride {stride} and padding {pad} leaves nothing of a {size[0]}x{size[1]} map; use a larger input or padding")
+    return out
+
+
+def build_conv(cin: int, cout: int, kernel: int, stride: int, padding: Padding, bias: bool, init: str, groups: int = 1, dilation: int = 1) -> nn.Conv2d:
+    pad = resolve_padding(kernel, padding, dilation)
+    conv = nn.Conv2d(cin, cout, kernel, stride=stride, padding=0 if pad == "same" else pad, dilation=dilation, groups=groups, bias=bias)
+    return init_conv(conv, init)
+
+
+def emit_conv(e: "Emitter", local: str, conv: nn.Conv2d, x: torch.fx.Node, padding: Padding) -> torch.fx.Node:
+    """Call ``conv``, with a TensorFlow "same" pad in front when asked for."""
+    if padding == "same":
+        x = e.call_function(pad_same, x, conv.kernel_size[0] + (conv.kernel_size[0] - 1) * (conv.dilation[0] - 1), conv.stride[0])
+    return e.call_module(local, conv, x)
+
+
+def emit_act(e: "Emitter", name: str, x: torch.fx.Node, slope: float = 0.01) -> torch.fx.Node:
+    if name == "leaky_relu":
+        return e.call_function(F.leaky_relu, x, slope)
+    return e.call_function(ACTIVATIONS[name], x)
+
+
+def build_norm(kind: str, channels: int, groups: int = 32) -> nn.Module:
+    if kind == "bn":
+        return nn.BatchNorm2d(channels)
+    return nn.GroupNorm(groups, channels)
+
+
+def check_norm(kind: str | None, channels: int, groups: int = 32) -> None:
+    if kind == "gn" and channels % groups:
+        raise ShapeError(f"group norm with {groups} groups needs channels divisible by {groups}, got {channels}")

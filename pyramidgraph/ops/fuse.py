@@ -1,0 +1,83 @@
+"""Fuse ops: how a node merges its resampled inputs. A node with one input skips fusion."""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from ..shape import FeatureShape, ShapeError
+from ..runtime import WeightedSum
+from .base import FUSE, FuseOp
+
+
+def _same_channels(op: str, xs: list[FeatureShape]) -> FeatureShape:
+    widths = sorted({x.channels for x in xs})
+    if len(widths) > 1:
+        raise ShapeError(f"fuse '{op}' needs inputs of equal width, got {', '.join(map(str, widths))} channels; set the node's channels so that every input is projected")
+    return xs[0]
+
+
+@FUSE.register("sum", add={})
+@dataclass(frozen=True)
+class Sum(FuseOp):
+    """Element-wise sum (FPN, PAFPN)."""
+
+    def infer(self, xs):
+        return _same_channels(self.name, xs)
+
+    def emit(self, e, args, shapes, out):
+        total = args[0]
+        for arg in args[1:]:
+            total = e.call_function(operator.add, total, arg)
+        return total
+
+
+@FUSE.register("mean")
+@dataclass(frozen=True)
+class Mean(FuseOp):
+    """Element-wise mean (Balanced FPN's gather)."""
+
+    def infer(self, xs):
+        return _same_channels(self.name, xs)
+
+    def emit(self, e, args, shapes, out):
+        total = Sum().emit(e, args, shapes, out)
+        return e.call_function(operator.truediv, total, float(len(args)))
+
+
+@FUSE.register("weighted", fast={"norm": "fast"}, softmax={"norm": "softmax"})
+@dataclass(frozen=True)
+class Weighted(FuseOp):
+    """One learned weight per input (BiFPN). ``norm: fast`` is ``relu(w) / (sum + eps)``,
+    ``softmax`` is ``softmax(w)``, ``none`` uses the raw weights."""
+
+    norm: Literal["fast", "softmax", "none"] = "fast"
+    eps: float = 1e-4
+
+    has_parameters = True
+
+    def label(self) -> str:
+        return f"weighted ({self.norm})"
+
+    def infer(self, xs):
+        return _same_channels(self.name, xs)
+
+    def emit(self, e, args, shapes, out):
+        return e.call_module("", WeightedSum(len(args), self.norm, self.eps), *args)
+
+
+@FUSE.register("concat", cat={})
+@dataclass(frozen=True)
+class Concat(FuseOp):
+    """Concatenate along channels (YOLO's PAN); inputs keep their own widths, post ops reduce."""
+
+    projects_inputs = False
+
+    def infer(self, xs):
+        return xs[0].with_(channels=sum(x.channels for x in xs))
+
+    def emit(self, e, args, shapes, out):
+        return e.call_function(torch.cat, list(args), 1)

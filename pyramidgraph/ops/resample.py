@@ -1,0 +1,189 @@
+"""Resample ops: what an edge does to bring its source to the target's level and width.
+
+The compiler picks them from the node's resample policy (``up``, ``down``, ``project``) unless
+the edge lists them itself with ``via``. Scales and strides left empty are filled in from the
+level difference of the edge (``bind``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import torch.nn.functional as F
+
+from ..shape import FeatureShape, ShapeError
+from .base import RESAMPLE, ResampleOp
+from .common import ActName, Init, Padding, build_conv, build_norm, check_norm, emit_act, emit_conv, window_out
+from ..runtime import pad_same
+
+
+def _level_step(factor: int, what: str) -> int:
+    step = int(math.log2(factor)) if factor > 0 else -1
+    if factor < 1 or 2**step != factor:
+        raise ShapeError(f"{what} {factor} is not a power of two")
+    return step
+
+
+@RESAMPLE.register("identity")
+@dataclass(frozen=True)
+class Identity(ResampleOp):
+    """Pass the source through unchanged (same level, same width)."""
+
+    def infer(self, x: FeatureShape, target: FeatureShape) -> FeatureShape:
+        return x
+
+    def emit(self, e, args, shapes, out):
+        return args[0]
+
+
+@RESAMPLE.register("upsample", nearest={"mode": "nearest"}, bilinear={"mode": "bilinear"})
+@dataclass(frozen=True)
+class Upsample(ResampleOp):
+    """Interpolate to a finer level.
+
+    ``by: size`` (default) resizes to the size of the target level's feature map, so inputs
+    whose sides are not divisible by the total stride still line up; ``by: scale`` multiplies
+    by ``scale`` (default ``2**level difference``), as some reference implementations do.
+    """
+
+    mode: Literal["nearest", "bilinear", "bicubic"] = "nearest"
+    by: Literal["size", "scale"] = "size"
+    scale: int | None = None
+    align_corners: bool | None = None
+
+    @property
+    def needs_size_ref(self) -> bool:
+        return self.by == "size"
+
+    def bind(self, x, target):
+        return self if self.scale is not None else replace(self, scale=2 ** max(x.level - target.level, 0))
+
+    def label(self) -> str:
+        return f"up x{self.scale}" if self.scale else "up"
+
+    def infer(self, x, target):
+        scale = self.scale or 1
+        level = x.level - _level_step(scale, "upsample scale")
+        if self.by == "size":
+            return x.with_(level=level, size=target.size if x.size else None)
+        return x.with_(level=level, size=(x.size[0] * scale, x.size[1] * scale) if x.size else None)
+
+    def emit(self, e, args, shapes, out):
+        kwargs = {"mode": self.mode}
+        if self.align_corners is not None:
+            kwargs["align_corners"] = self.align_corners
+        if self.by == "size":
+            return e.call_function(F.interpolate, args[0], size=e.size_of(args[1]), **kwargs)
+        return e.call_function(F.interpolate, args[0], scale_factor=float(self.scale), **kwargs)
+
+
+@dataclass(frozen=True)
+class _Pool(ResampleOp):
+    kernel: int | None = None
+    stride: int | None = None
+    padding: Padding = None
+
+    def bind(self, x, target):
+        stride = self.stride if self.stride is not None else 2 ** max(target.level - x.level, 0)
+        kernel = self.kernel if self.kernel is not None else (stride + 1 if stride > 1 else 1)
+        return replace(self, stride=stride, kernel=kernel)
+
+    def label(self) -> str:
+        return f"{self.name} /{self.stride}" if self.stride else self.name
+
+    def infer(self, x, target):
+        if self.kernel < 1 or self.stride < 1:
+            raise ShapeError(f"{self.name} needs kernel and stride >= 1")
+        step = _level_step(self.stride, f"{self.name} stride")
+        return x.with_(level=x.level + step, size=window_out(x.size, self.kernel, self.stride, self.padding))
+
+
+@RESAMPLE.register("maxpool")
+@dataclass(frozen=True)
+class MaxPool(_Pool):
+    """Max pooling to a coarser level. Defaults: ``stride = 2**level difference``,
+    ``kernel = stride + 1`` (``1`` at stride 1), ``padding = (kernel - 1) // 2``; ``padding: same``
+    pads like TensorFlow (with -inf)."""
+
+    def emit(self, e, args, shapes, out):
+        x = args[0]
+        if self.padding == "same":
+            x = e.call_function(pad_same, x, self.kernel, self.stride, float("-inf"))
+            return e.call_function(F.max_pool2d, x, self.kernel, self.stride)
+        return e.call_function(F.max_pool2d, x, self.kernel, self.stride, (self.kernel - 1) // 2 if self.padding is None else self.padding)
+
+
+@RESAMPLE.register("avgpool")
+@dataclass(frozen=True)
+class AvgPool(_Pool):
+    """Average pooling to a coarser level; same defaults as ``maxpool`` (zero padding counted)."""
+
+    def emit(self, e, args, shapes, out):
+        x = args[0]
+        if self.padding == "same":
+            x = e.call_function(pad_same, x, self.kernel, self.stride)
+            return e.call_function(F.avg_pool2d, x, self.kernel, self.stride)
+        return e.call_function(F.avg_pool2d, x, self.kernel, self.stride, (self.kernel - 1) // 2 if self.padding is None else self.padding)
+
+
+@RESAMPLE.register("conv")
+@dataclass(frozen=True)
+class StridedConv(ResampleOp):
+    """A ``kernel x kernel`` convolution with stride ``2**level difference`` to the target width,
+    optionally followed by a norm and an activation (PAFPN's bottom-up path, FPN's extra levels)."""
+
+    kernel: int = 3
+    stride: int | None = None
+    padding: Padding = None
+    bias: bool = True
+    norm: Literal["bn", "gn"] | None = None
+    act: ActName | None = None
+    init: Init = "default"
+
+    changes_channels = True
+    has_parameters = True
+
+    def bind(self, x, target):
+        return self if self.stride is not None else replace(self, stride=2 ** max(target.level - x.level, 0))
+
+    def label(self) -> str:
+        return f"conv{self.kernel}x{self.kernel} /{self.stride}" if self.stride and self.stride > 1 else f"conv{self.kernel}x{self.kernel}"
+
+    def infer(self, x, target):
+        step = _level_step(self.stride, "conv stride")
+        check_norm(self.norm, target.channels)
+        return FeatureShape(target.channels, x.level + step, window_out(x.size, self.kernel, self.stride, self.padding))
+
+    def emit(self, e, args, shapes, out):
+        conv = build_conv(shapes[0].channels, out.channels, self.kernel, self.stride, self.padding, self.bias, self.init)
+        y = emit_conv(e, "conv", conv, args[0], self.padding)
+        if self.norm:
+            y = e.call_module(self.norm, build_norm(self.norm, out.channels), y)
+        return emit_act(e, self.act, y) if self.act else y
+
+
+@RESAMPLE.register("project")
+@dataclass(frozen=True)
+class Project(ResampleOp):
+    """A 1x1 convolution to the target width (FPN's lateral conv), optionally with a norm."""
+
+    bias: bool = True
+    norm: Literal["bn", "gn"] | None = None
+    init: Init = "default"
+
+    changes_channels = True
+    has_parameters = True
+
+    def label(self) -> str:
+        return "1x1 proj"
+
+    def infer(self, x, target):
+        check_norm(self.norm, target.channels)
+        return x.with_(channels=target.channels)
+
+    def emit(self, e, args, shapes, out):
+        conv = build_conv(shapes[0].channels, out.channels, 1, 1, 0, self.bias, self.init)
+        y = e.call_module("conv", conv, args[0])
+        return e.call_module(self.norm, build_norm(self.norm, out.channels), y) if self.norm else y
