@@ -88,7 +88,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     values = list(outputs.values()) if isinstance(outputs, dict) else list(outputs)
     params = sum(p.numel() for p in neck.parameters())
     print(f"{neck.info.name}: {len(neck.info.inputs)} inputs -> {len(values)} outputs, image {image[0]}x{image[1]}")
-    for (name, shape), (in_name, in_shape) in zip(neck.info.inputs, neck.info.inputs):
+    for name, shape in neck.info.inputs:
         print(f"  in  {name:<12} {shape.channels:>5} ch  stride {shape.stride}")
     for name, tensor, stride in zip(neck.output_names, values, neck.strides):
         print(f"  out {name:<12} {tuple(tensor.shape)}  stride {stride}")

@@ -44,10 +44,10 @@ class Where:
     raw: tuple
     shown: tuple
 
-    def __add__(self, part: tuple) -> "Where":
+    def __add__(self, part: tuple) -> Where:
         return Where(self.raw + part, self.shown + part)
 
-    def child(self, raw_key: Any, shown_key: Any) -> "Where":
+    def child(self, raw_key: Any, shown_key: Any) -> Where:
         return Where(self.raw + (raw_key,), self.shown + (shown_key,))
 
     def issue(self, doc: Document, message: str, key: bool = False) -> Issue:
@@ -74,7 +74,7 @@ class EdgeDecl:
     order: str = "project_first"
     via: list[ResampleOp] | None = None
     source: str | None = None  # the resolved node or input id, with ``.pre`` for a tap
-    scope: "Scope | None" = field(default=None, repr=False)
+    scope: Scope | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -96,7 +96,7 @@ class OutputDecl:
     ref: str
     where: Where
     source: str | None = None
-    scope: "Scope | None" = field(default=None, repr=False)
+    scope: Scope | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -122,7 +122,7 @@ class _Bad(Exception):
 class Scope:
     """Names visible at one place: local nodes, block input aliases, then the outer scope."""
 
-    def __init__(self, parent: "Scope | None", prefix: str):
+    def __init__(self, parent: Scope | None, prefix: str):
         self.parent = parent
         self.prefix = prefix
         self.names: dict[str, Any] = {}  # name -> id (str), _Alias or _BlockOutputs

@@ -68,7 +68,7 @@ class PyramidNeck(torch.fx.GraphModule):
         return [name for name, _ in self.info.outputs]
 
     @property
-    def output_shapes(self) -> "OrderedDict[str, ShapeSpec]":
+    def output_shapes(self) -> OrderedDict[str, ShapeSpec]:
         """Width and stride of every output, by output name."""
         return OrderedDict((name, ShapeSpec(s.channels, s.stride)) for name, s in self.info.outputs)
 
@@ -99,7 +99,7 @@ class PyramidNeck(torch.fx.GraphModule):
 
     # -- copying and pickling keep the metadata ---------------------------------------------
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> "PyramidNeck":
+    def __deepcopy__(self, memo: dict[int, Any]) -> PyramidNeck:
         result = super().__deepcopy__(memo)
         result.info = copy.deepcopy(self.info, memo)
         return result

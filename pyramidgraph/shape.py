@@ -28,7 +28,7 @@ class FeatureShape:
     def stride(self) -> int:
         return 2**self.level
 
-    def with_(self, **changes) -> "FeatureShape":
+    def with_(self, **changes) -> FeatureShape:
         fields = {"channels": self.channels, "level": self.level, "size": self.size}
         fields.update(changes)
         return FeatureShape(**fields)

@@ -62,7 +62,7 @@ class Op:
     has_parameters: ClassVar[bool] = False
     """Whether the op owns learnable parameters or buffers (pure ops may be shared by CSE)."""
 
-    def emit(self, e: "Emitter", args: list["torch.fx.Node"], shapes: list[FeatureShape], out: FeatureShape) -> "torch.fx.Node":
+    def emit(self, e: Emitter, args: list[torch.fx.Node], shapes: list[FeatureShape], out: FeatureShape) -> torch.fx.Node:
         raise NotImplementedError
 
     def label(self) -> str:
@@ -104,7 +104,7 @@ class ResampleOp(Op):
     def infer(self, x: FeatureShape, target: FeatureShape) -> FeatureShape:
         raise NotImplementedError
 
-    def bind(self, x: FeatureShape, target: FeatureShape) -> "ResampleOp":
+    def bind(self, x: FeatureShape, target: FeatureShape) -> ResampleOp:
         """Fill in what the spec left to the compiler (scale, stride) for this edge."""
         return self
 

@@ -58,14 +58,14 @@ def build_conv(cin: int, cout: int, kernel: int, stride: int, padding: Padding, 
     return init_conv(conv, init)
 
 
-def emit_conv(e: "Emitter", local: str, conv: nn.Conv2d, x: torch.fx.Node, padding: Padding) -> torch.fx.Node:
+def emit_conv(e: Emitter, local: str, conv: nn.Conv2d, x: torch.fx.Node, padding: Padding) -> torch.fx.Node:
     """Call ``conv``, with a TensorFlow "same" pad in front when asked for."""
     if padding == "same":
         x = e.call_function(pad_same, x, conv.kernel_size[0] + (conv.kernel_size[0] - 1) * (conv.dilation[0] - 1), conv.stride[0])
     return e.call_module(local, conv, x)
 
 
-def emit_act(e: "Emitter", name: str, x: torch.fx.Node, slope: float = 0.01) -> torch.fx.Node:
+def emit_act(e: Emitter, name: str, x: torch.fx.Node, slope: float = 0.01) -> torch.fx.Node:
     if name == "leaky_relu":
         return e.call_function(F.leaky_relu, x, slope)
     return e.call_function(ACTIVATIONS[name], x)

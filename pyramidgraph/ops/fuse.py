@@ -8,8 +8,8 @@ from typing import Literal
 
 import torch
 
-from ..shape import FeatureShape, ShapeError
 from ..runtime import WeightedSum
+from ..shape import FeatureShape, ShapeError
 from .base import FUSE, FuseOp
 
 

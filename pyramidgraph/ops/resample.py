@@ -13,10 +13,10 @@ from typing import Literal
 
 import torch.nn.functional as F
 
+from ..runtime import pad_same
 from ..shape import FeatureShape, ShapeError
 from .base import RESAMPLE, ResampleOp
 from .common import ActName, Init, Padding, build_conv, build_norm, check_norm, emit_act, emit_conv, window_out
-from ..runtime import pad_same
 
 
 def _level_step(factor: int, what: str) -> int:
