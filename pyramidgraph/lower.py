@@ -85,7 +85,9 @@ class _Lowering:
         project = [("", edge.project)] if source.channels != target.channels and edge.project is not None else []
         return project + spatial if edge.order == "project_first" else spatial + project
 
-    def lower_edge(self, node: NodeDecl, edge: EdgeDecl, level: int, width: int | None) -> str:
+    def lower_edge(self, node: NodeDecl, edge: EdgeDecl, level: int, width: int | None, final: str | None = None) -> str:
+        """Add the edge's resample ops; ``final`` names the last value (the node itself when
+        the edge is all the node does)."""
         value = self.node_values[edge.source]
         shape = self.values[value]
         target = FeatureShape(width if width is not None else shape.channels, level, None)
@@ -112,7 +114,7 @@ class _Lowering:
             except ShapeError as exc:
                 raise ShapeError(f"input '{edge.ref}': {exc}") from None
             last = index == len(chain) - 1
-            name = f"{node.id}.from_{_slug(edge.ref)}" + ("" if last else f".{index}")
+            name = (final or f"{node.id}.from_{_slug(edge.ref)}") if last else f"{node.id}.from_{_slug(edge.ref)}.{index}"
             value = self.add(name, f"{module}.{suffix}" if suffix else module, op, args, shape, node, "edge")
         if (shape.channels, shape.level) != (target.channels, target.level):
             ops = " -> ".join(op.label() for _, op in chain)
@@ -126,7 +128,8 @@ class _Lowering:
         sources = [self.values[self.node_values[e.source]] for e in node.edges]
         level = node.level if node.level is not None else sources[0].level
         width = node.channels if (node.fuse.projects_inputs or len(node.edges) == 1) else None
-        args = [self.lower_edge(node, edge, level, width) for edge in node.edges]
+        alone = node.id if len(node.edges) == 1 and not node.post else None
+        args = [self.lower_edge(node, edge, level, width, alone) for edge in node.edges]
         sizes = {self.values[a].size for a in args}
         if len(sizes) > 1 and None not in sizes:
             listing = ", ".join(f"'{e.ref}' gives {self.values[a].size[0]}x{self.values[a].size[1]}" for e, a in zip(node.edges, args))

@@ -94,8 +94,9 @@ def _op_item(kind: str) -> dict[str, Any]:
         "required": ["op"],
         "properties": {"op": {"anyOf": [{"enum": sorted(by_name)}, {"$ref": "#/$defs/expr"}]}},
     }
-    one_key = {"type": "object", "minProperties": 1, "maxProperties": 1, "properties": by_name, "additionalProperties": False}
-    return {"anyOf": [{"enum": sorted(by_name)}, {"$ref": "#/$defs/expr"}, op_form, one_key]}
+    one_key = {"type": "object", "title": f"{kind} op", "minProperties": 1, "maxProperties": 1, "properties": by_name, "additionalProperties": False}
+    names = {"enum": sorted(by_name), "title": f"{kind} op"}
+    return {"anyOf": [names, {"$ref": "#/$defs/expr"}, op_form, one_key]}
 
 
 def _foreach_list(item: dict[str, Any]) -> dict[str, Any]:
@@ -267,6 +268,8 @@ def _json_type(value: Any) -> str:
 
 
 def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return f"'{value}'" if len(value) < 60 else f"'{value[:56]}...'"
     text = json.dumps(value) if isinstance(value, (str, int, float, bool, type(None))) else _json_type(value)
     return text if len(text) < 60 else text[:57] + "..."
 
@@ -339,7 +342,7 @@ def _translate(doc: Document, error: jsonschema.ValidationError) -> list[Issue]:
         issues = []
         for key in value:
             if key not in known:
-                what = "op" if error.schema.get("maxProperties") == 1 else "key"
+                what = error.schema.get("title", "key")
                 hint = did_you_mean(str(key), known)
                 if not hint and what == "key" and len(known) <= 12:
                     hint = f"; allowed keys: {', '.join(known)}"
@@ -352,7 +355,10 @@ def _translate(doc: Document, error: jsonschema.ValidationError) -> list[Issue]:
         options = [str(v) for v in error.validator_value]
         hint = did_you_mean(str(value), options)
         listing = "" if hint else f"; expected one of {', '.join(options[:12])}{', ...' if len(options) > 12 else ''}"
-        return [doc.issue(path, f"unknown value {_show(value)}{hint}{listing}")]
+        what = error.schema.get("title", "value")
+        if what != "value":
+            listing = "" if hint else f" (`pyramidgraph list-ops {what.split()[0]}` lists them)"
+        return [doc.issue(path, f"unknown {what} {_show(value)}{hint}{listing}")]
     if kind == "const":
         return [doc.issue(path, f"must be {_show(error.validator_value)}, got {_show(value)}")]
     if kind == "type":
