@@ -140,6 +140,11 @@ class _Alias:
     ref: str
 
 
+class _Broken:
+    """A node or block that could not be expanded: its problem is reported already, so
+    references to it resolve to nothing without a second message."""
+
+
 @dataclass
 class _BlockOutputs:
     """``block.name`` outside a block: the last repetition's outputs."""
@@ -399,7 +404,7 @@ class _Expander:
                     scope.names[name] = scope.prefix + name
                     self.expand_node(name, body, sub_env, here, scope, module_prefix, defaults, shared_block)
             except _Bad:
-                scope.names[name] = scope.prefix + name
+                scope.names[name] = _Broken()
                 continue
 
     def expand_node(self, name: str, body: dict, env: dict[str, Any], where: Where, scope: Scope, module_prefix: str, defaults: dict, shared_block: str | None) -> None:
@@ -496,6 +501,8 @@ class _Expander:
         if current is None:
             return None
         target = current.names[head]
+        if isinstance(target, _Broken):
+            return None
         if isinstance(target, _Alias):
             resolved = self.resolve(target.ref, target.scope, depth + 1)
             return None if resolved is None or rest else resolved + tap
@@ -508,6 +515,24 @@ class _Expander:
             return None
         return target + tap
 
+    def _reads_broken(self, ref: str, scope: Scope, depth: int = 0) -> bool:
+        """Whether ``ref`` fails only because something it goes through is broken."""
+        head = ref.split(".")[0]
+        current: Scope | None = scope
+        while current is not None and head not in current.names:
+            current = current.parent
+        if current is None or depth > 64:
+            return False
+        target = current.names[head]
+        if isinstance(target, _Broken):
+            return True
+        if isinstance(target, _Alias):
+            return self._reads_broken(target.ref, target.scope, depth + 1)
+        if isinstance(target, _BlockOutputs):
+            rest = ref.split(".")[1:2]
+            return target.last is None or (bool(rest) and rest[0] in target.outputs and self._reads_broken(rest[0], target.last, depth + 1))
+        return False
+
     def visible_names(self, scope: Scope) -> list[str]:
         names = []
         current: Scope | None = scope
@@ -515,7 +540,7 @@ class _Expander:
             for name, target in current.names.items():
                 if isinstance(target, _BlockOutputs):
                     names.extend(f"{name}.{o}" for o in target.outputs)
-                else:
+                elif not isinstance(target, _Broken):
                     names.append(name)
             current = current.parent
         return names
@@ -527,6 +552,8 @@ class _Expander:
         while current is not None and head not in current.names:
             current = current.parent
         target = current.names[head] if current else None
+        if isinstance(target, _Broken) or self._reads_broken(ref, scope):
+            return  # the broken piece was reported where it is defined
         if isinstance(target, _BlockOutputs):
             rest = base[len(head) + 1 :]
             message = f"block '{head}' has no output '{rest}'{did_you_mean(rest, target.outputs)} (its outputs: {', '.join(target.outputs)})"

@@ -31,7 +31,7 @@ def dataflow(flat: FlatSpec) -> nx.DiGraph:
         g.add_node(node.id, order=order, kind="node")
     for node in flat.nodes.values():
         for edge in node.edges:
-            if edge.source is not None:
+            if edge.source is not None and base_of(edge.source) in g:
                 g.add_edge(base_of(edge.source), node.id, edge=edge)
     return g
 

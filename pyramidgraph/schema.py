@@ -364,7 +364,8 @@ def _translate(doc: Document, error: jsonschema.ValidationError) -> list[Issue]:
     if kind == "type":
         expected = error.validator_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected
-        return [doc.issue(path, f"expected {expected}, got {_json_type(value)} {_show(value)}")]
+        shown = f" {_show(value)}" if isinstance(value, (str, int, float)) and not isinstance(value, bool) else ""
+        return [doc.issue(path, f"expected {expected}, got {_json_type(value)}{shown}")]
     if kind == "pattern":
         if error.validator_value == EXPR["pattern"]:
             return [doc.issue(path, f"expected a $expression, got {_show(value)}")]
