@@ -18,7 +18,7 @@ from .errors import Issue, SpecError, did_you_mean
 from .expand import FlatSpec, expand
 from .graph import check_graph
 from .ir import IRGraph
-from .library import find_bundled
+from .library import bundled_specs, find_bundled
 from .loader import Document, load_document
 from .module import NeckInfo, PyramidNeck
 from .passes import DEFAULT_PASSES, PASSES, run_passes
@@ -49,6 +49,11 @@ def load(spec: SpecSource | Document) -> Document:
         bundled = find_bundled(spec)
         if bundled is not None:
             return load_document(bundled, name=str(bundled))
+        text = str(spec)
+        if "\n" not in text and ":" not in text and not os.path.exists(text):
+            names = list(bundled_specs())
+            hint = did_you_mean(text, names) or f"; bundled specs: {', '.join(names)}"
+            raise SpecError([Issue(text, 0, 0, "", f"no spec '{text}': not a file and not a bundled spec{hint}")])
     return load_document(spec)
 
 
