@@ -1,0 +1,34 @@
+"""The bundled fpn spec is torchvision's FPN: same weights, same numbers.
+
+The full parity layer (every fixture, declarative key maps, `from_reference`) is its own
+issue; this one check pins the core's numerics (lateral 1x1, nearest top-down by size, 3x3
+output convs, max-pool P6) against a recording of torchvision itself.
+"""
+
+from pathlib import Path
+
+import torch
+
+import pyramidgraph
+
+FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "tv_fpn_maxpool.pt"
+
+
+def test_fpn_spec_reproduces_torchvision_fpn_with_maxpool():
+    case = torch.load(FIXTURE, weights_only=False)
+    config = case["config"]
+    assert config["extra_blocks"] == "LastLevelMaxPool"
+    neck = pyramidgraph.compile("fpn", config["in_channels_list"], channels=config["out_channels"]).eval()
+    state = {}
+    for i, level in enumerate(range(2, 2 + len(config["in_channels_list"]))):
+        for kind in ("weight", "bias"):
+            state[f"L{level}.post0.{kind}"] = case["state_dict"][f"inner_blocks.{i}.0.{kind}"]
+            state[f"P{level}.post0.{kind}"] = case["state_dict"][f"layer_blocks.{i}.0.{kind}"]
+    neck.load_state_dict(state, strict=True)
+    assert sum(p.numel() for p in neck.parameters()) == 44800  # fixtures/index.json num_params
+    with torch.no_grad():
+        outputs = neck(dict(zip(neck.input_names, case["inputs"])))
+    assert len(outputs) == len(case["outputs"]) == 5
+    for ours, ref in zip(outputs, case["outputs"]):
+        assert ours.shape == ref.shape
+        assert (ours - ref).abs().max().item() <= 1e-4 * max(1.0, ref.abs().max().item())
