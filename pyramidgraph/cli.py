@@ -127,6 +127,42 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Write the spec that reproduces a reference neck, and its checkpoint under our key names."""
+    from pathlib import Path
+
+    import torch
+
+    from .interop import conversion, from_reference
+    from .interop.base import ConversionError
+    from .interop.export import converted_spec_text
+
+    try:
+        config = json.loads(Path(args.config).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConversionError(args.config, f"cannot read the config as JSON: {exc}") from None
+    plan = conversion(args.source, config)
+    state = None
+    if args.weights:
+        try:
+            state = torch.load(args.weights, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises many types for unreadable checkpoints
+            raise ConversionError(args.weights, f"cannot load the checkpoint: {exc}") from None
+        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+            state = state["state_dict"]
+    neck = from_reference(args.source, config, state)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    spec_path = out / "neck.yaml"
+    spec_path.write_text(converted_spec_text(args.source, config, plan), encoding="utf-8")
+    print(f"wrote {spec_path}")
+    if state is not None:
+        torch.save(neck.state_dict(), out / "neck.pt")
+        print(f"wrote {out / 'neck.pt'} ({len(neck.state_dict())} tensors, pyramidgraph key names)")
+    print(f"load with: pyramidgraph.compile({str(spec_path)!r})" + (f" then load_state_dict(torch.load({str(out / 'neck.pt')!r}))" if state is not None else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pyramidgraph", description="Detector necks as YAML graphs, compiled to torch.fx.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -153,6 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list-ops", help="list the registered ops")
     p.add_argument("kind", nargs="?", help="resample, fuse or post")
     p.set_defaults(run=cmd_list_ops)
+
+    p = sub.add_parser("convert", help="convert a reference neck (config + weights) to a spec and a checkpoint")
+    p.add_argument("--from", dest="source", required=True, help="reference: torchvision.FeaturePyramidNetwork, mmdet, effdet.BiFpn, ultralytics.yolov8-neck")
+    p.add_argument("--config", required=True, help="JSON file with the reference constructor's config (as the parity fixtures record it)")
+    p.add_argument("--weights", help="the reference's state_dict (torch.save'd)")
+    p.add_argument("--out", required=True, help="directory for neck.yaml (and neck.pt with --weights)")
+    p.set_defaults(run=cmd_convert)
 
     p = sub.add_parser("schema", help="print the JSON Schema of the spec format")
     p.set_defaults(run=cmd_schema)

@@ -71,7 +71,7 @@ def emit_graph(ir: IRGraph) -> tuple[torch.fx.Graph, dict[str, nn.Module]]:
     modules: dict[str, nn.Module] = {}
     emitter = Emitter(graph, modules)
     features = graph.placeholder("features")
-    names = tuple(name for name, _ in ir.inputs)
+    names = tuple(name for name, _ in ir.external_inputs())
     unpacked = graph.create_node("call_function", unpack_features, (features, names), {}, name="inputs")
     env: dict[str, torch.fx.Node] = {}
     for index, (name, _shape) in enumerate(ir.inputs):

@@ -66,11 +66,13 @@ def analyze(
 ) -> Analysis:
     """Run load, schema, expand, graph and shape checks; raise :class:`SpecError` on problems."""
     doc = load(spec)
+    if in_channels is not None and (isinstance(in_channels, (str, bytes)) or not isinstance(in_channels, (Mapping, Sequence))):
+        raise SpecError([Issue(doc.file, 0, 0, "in_channels", f"in_channels must be a list of widths (finest first) or a mapping of input name to width, not {in_channels!r}")])
     issues = check_schema(doc)
     if issues:
         raise SpecError(issues)
     flat, issues = expand(doc, in_channels, params or {}, image)
-    issues += check_graph(doc, flat)
+    issues += check_graph(doc, flat, reachability=not issues)
     if issues:
         raise SpecError(issues)
     from .lower import lower
@@ -100,6 +102,9 @@ def compile(
     image: int | tuple[int, int] | None = None,
     passes: Sequence[str] = DEFAULT_PASSES,
     params: Mapping[str, Any] | None = None,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+    return_type: str | None = None,
     **param_overrides: Any,
 ) -> PyramidNeck:
     """Compile a spec to a :class:`PyramidNeck` (a ``torch.fx.GraphModule``).
@@ -107,7 +112,10 @@ def compile(
     ``in_channels`` lists the input widths finest first (or maps input names to widths); with
     none, the spec's ``example`` is used. Spec parameters are overridden by keyword
     (``compile("bifpn", channels=88)``) or with ``params=`` for names that clash with these
-    arguments. ``image`` is used only for the size checks. Raises :class:`SpecError`.
+    arguments. ``image`` is used only for the size checks. ``input_names``, ``output_names``
+    and ``return_type`` rename the neck's interface without touching the spec (to match the
+    feature names of a backbone or the outputs a detector head expects). Raises
+    :class:`SpecError`.
     """
     overrides = dict(params or {}, **param_overrides)
     analysis = analyze(spec, in_channels, image=image, params=overrides)
@@ -115,12 +123,13 @@ def compile(
     if unknown:
         raise SpecError([Issue(analysis.doc.file, 0, 0, "passes", f"unknown pass '{p}'{did_you_mean(p, PASSES)}") for p in unknown])
     ir = run_passes(analysis.ir, [PASSES[p] for p in passes])
+    ir = _rename_interface(analysis.doc.file, ir, input_names, output_names, return_type)
     graph, modules = emit_graph(ir)
     flat = analysis.flat
     info = NeckInfo(
         name=flat.name,
         doc=flat.doc,
-        inputs=list(ir.inputs),
+        inputs=ir.external_inputs(),
         outputs=[(name, ir.values()[value]) for name, value in ir.outputs],
         return_type=ir.return_type,
         params={k: v for k, v in flat.params.items()},
@@ -131,6 +140,35 @@ def compile(
             "image": image,
             "passes": tuple(passes),
             "params": overrides,
+            "input_names": input_names,
+            "output_names": output_names,
+            "return_type": return_type,
         },
     )
     return PyramidNeck(modules, graph, info)
+
+
+def _rename_interface(file: str, ir: IRGraph, input_names, output_names, return_type) -> IRGraph:
+    """Apply caller-chosen input/output names and return type; SpecError when they do not fit."""
+    from dataclasses import replace
+
+    issues = []
+    if input_names is not None and len(input_names) != len(ir.inputs):
+        issues.append(Issue(file, 0, 0, "input_names", f"{len(input_names)} names for {len(ir.inputs)} inputs ({', '.join(n for n, _ in ir.inputs)})"))
+    if output_names is not None and len(output_names) != len(ir.outputs):
+        issues.append(Issue(file, 0, 0, "output_names", f"{len(output_names)} names for {len(ir.outputs)} outputs ({', '.join(n for n, _ in ir.outputs)})"))
+    for what, names in (("input_names", input_names), ("output_names", output_names)):
+        if names is not None and len(set(names)) != len(names):
+            issues.append(Issue(file, 0, 0, what, f"names repeat: {list(names)}"))
+    if return_type is not None and return_type not in ("tuple", "list", "dict"):
+        issues.append(Issue(file, 0, 0, "return_type", f"return_type must be tuple, list or dict, not {return_type!r}"))
+    if issues:
+        raise SpecError(issues)
+    changes: dict[str, Any] = {}
+    if input_names is not None:
+        changes["input_names"] = list(input_names)
+    if output_names is not None:
+        changes["outputs"] = [(name, value) for name, (_, value) in zip(output_names, ir.outputs)]
+    if return_type is not None:
+        changes["return_type"] = return_type
+    return replace(ir, **changes) if changes else ir

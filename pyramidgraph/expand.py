@@ -30,6 +30,7 @@ MAX_NODES = 5_000
 """Largest number of nodes a spec may expand to."""
 MAX_REPEAT = 1_000
 MAX_LEVEL = 16
+MAX_INCLUDE_DEPTH = 8
 MAX_CHANNELS = 65_536
 
 BUILTIN_PARAMS = ("num_inputs", "in_channels")
@@ -60,6 +61,7 @@ class InputDecl:
     level: int
     channels: int | None
     where: Where
+    optional: bool = False  # the neck accepts it but need not use it (mmdet's start_level)
 
 
 @dataclass
@@ -126,6 +128,7 @@ class Scope:
         self.parent = parent
         self.prefix = prefix
         self.names: dict[str, Any] = {}  # name -> id (str), _Alias or _BlockOutputs
+        self.broken: list[re.Pattern] = []  # keys (templates too) whose foreach/when/name failed
 
     def visible(self) -> list[str]:
         names = list(self.names)
@@ -151,6 +154,8 @@ class _BlockOutputs:
 
     last: Scope | None
     outputs: list[str]
+    refs: dict[str, str] = field(default_factory=dict)
+    """Output name -> reference inside ``last`` (an included spec's outputs), if different."""
 
 
 class _Expander:
@@ -163,6 +168,11 @@ class _Expander:
         self.node_count = 0
         self.nodes: dict[str, NodeDecl] = {}
         self.edges: list[EdgeDecl] = []
+        self.include_stack: list[str] = [doc.file]
+        self.failed_params: set[str] = set()  # parameters whose value failed (reported once)
+        self.pending_outputs: list[tuple[_Expander, OutputDecl, Scope]] = []  # included specs' outputs, checked at the end
+        self.broken_inputs: list[re.Pattern] = []  # input keys whose expansion failed (reported)
+        self.input_names: set[str] = set()
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -176,6 +186,8 @@ class _Expander:
             try:
                 return substitute(value, env)
             except ExprError as exc:
+                if getattr(exc, "unknown", None) in self.failed_params:
+                    raise _Bad() from None  # the parameter's own problem is reported already
                 raise self.fail(where, str(exc)) from None
         if isinstance(value, list):
             return [self.ev(v, env, where + (i,)) for i, v in enumerate(value)]
@@ -242,6 +254,8 @@ class _Expander:
             if not isinstance(items, list):
                 raise self.fail(where, f"expected a list, got {items!r}")
             return [(item, where + (i,)) for i, item in enumerate(items)]
+        if not isinstance(items, list):  # a value an enclosing `each` already evaluated
+            raise self.fail(where, f"expected a list, got {items!r}")
         out: list[tuple[Any, Where]] = []
         for i, item in enumerate(items):
             if isinstance(item, dict) and "foreach" in item and "each" in item:
@@ -268,20 +282,25 @@ class _Expander:
         if "in_channels" in env:
             env["num_inputs"] = len(env["in_channels"])
         overrides = dict(example.get("params") or {}) if self.user_in_channels is None else {}
+        # where each override was written: the example's own key, or (for compile arguments,
+        # which have no place in the file) the spec's parameter list
+        origin = {name: Where(("example", "params", name), ("example", "params", name)) for name in overrides}
         overrides.update(self.user_params)
+        origin.update({name: where for name in self.user_params})
         for name in overrides:
             if name in BUILTIN_PARAMS:
-                self.fail(where, f"parameter '{name}' is derived from in_channels and cannot be set")
+                self.fail(origin[name], f"parameter '{name}' is derived from in_channels and cannot be set", key=origin[name] is not where)
             elif name not in declared:
                 hint = did_you_mean(name, declared) or (f"; the spec's parameters are {', '.join(declared)}" if declared else "; the spec declares none")
-                self.fail(where, f"unknown parameter '{name}'{hint}")
+                self.fail(origin[name], f"unknown parameter '{name}'{hint}", key=origin[name] is not where)
         for name, default in declared.items():
             if name in BUILTIN_PARAMS:
                 self.fail(where + (name,), f"'{name}' is a built-in parameter (from in_channels); choose another name", key=True)
                 continue
             try:
-                env[name] = self.ev(overrides[name], env, where + (name,)) if name in overrides else self.ev(default, env, where + (name,))
+                env[name] = self.ev(overrides[name], env, origin[name] if origin[name] is not where else where + (name,)) if name in overrides else self.ev(default, env, where + (name,))
             except _Bad:
+                self.failed_params.add(name)
                 continue
         return env
 
@@ -292,23 +311,27 @@ class _Expander:
             try:
                 for sub_env in self.bindings(body, env, where):
                     name = self.ev_name(key, sub_env, where)
-                    here = where.child(key, name)
+                    here = Where(("inputs",), ("inputs",)).child(key, name)
                     level = self.ev_int(body["level"], sub_env, here + ("level",), "level", 0, MAX_LEVEL)
                     channels = None
                     if body.get("channels") is not None:
                         channels = self.ev_int(body["channels"], sub_env, here + ("channels",), "channels", 1, MAX_CHANNELS)
-                    decls.append(InputDecl(name, level, channels, here))
+                    optional = self.ev_bool(body["optional"], sub_env, here + ("optional",), "optional") if "optional" in body else False
+                    decls.append(InputDecl(name, level, channels, here, optional))
+                    self.input_names.add(name)
             except _Bad:
+                self.broken_inputs.append(_template_pattern(key))
                 continue
         self.bind_in_channels(decls, env)
         return decls
 
     def bind_in_channels(self, decls: list[InputDecl], env: dict[str, Any]) -> None:
-        where = Where(("inputs",), ("inputs",))
+        where, key = Where(("inputs",), ("inputs",)), True
         given = self.user_in_channels
         if given is None:
             example = self.doc.data.get("example") or {}
             given = example.get("in_channels")
+            where, key = Where(("example", "in_channels"), ("example", "in_channels")), False
         if given is None:
             for decl in decls:
                 if decl.channels is None:
@@ -316,15 +339,20 @@ class _Expander:
             return
         if isinstance(given, Mapping):
             names = [d.name for d in decls]
-            for key in given:
-                if key not in names:
-                    self.fail(where, f"in_channels names '{key}', which is not an input{did_you_mean(str(key), names)}")
+            for name in given:
+                if name not in names:
+                    self.fail(where, f"in_channels names '{name}', which is not an input{did_you_mean(str(name), names)}", key=key)
+            listed = [name for name in given if name in names]
+            if listed != [name for name in names if name in given]:
+                self.fail(where, f"in_channels lists the inputs as {', '.join(listed)}; list them in the spec's order ({', '.join(names)}), finest first", key=key)
             values = [given.get(d.name) for d in decls]
         else:
             values = list(given)
+            if self.broken_inputs:
+                return  # which width goes with which input is unknown; the broken input is reported
             if len(values) != len(decls):
                 listing = ", ".join(f"{d.name} (level {d.level})" for d in decls)
-                self.fail(where, f"in_channels has {len(values)} entries but the spec declares {len(decls)} inputs: {listing}")
+                self.fail(where, f"in_channels has {len(values)} entries but the spec declares {len(decls)} inputs: {listing}", key=key)
                 return
         for decl, value in zip(decls, values):
             if value is None:
@@ -332,7 +360,7 @@ class _Expander:
                     self.fail(decl.where, f"in_channels gives no width for input '{decl.name}'", key=True)
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CHANNELS:
-                self.fail(where, f"in_channels for '{decl.name}' must be an integer between 1 and {MAX_CHANNELS}, got {value!r}")
+                self.fail(where, f"in_channels for '{decl.name}' must be an integer between 1 and {MAX_CHANNELS}, got {value!r}", key=key)
             elif decl.channels is not None and decl.channels != value:
                 self.fail(decl.where + ("channels",), f"input '{decl.name}' is declared with {decl.channels} channels but in_channels gives {value}")
             else:
@@ -387,11 +415,15 @@ class _Expander:
                     name = self.ev_name(key, sub_env, entry_where)
                     here = where.child(key, name)
                     if name in scope.names:
-                        self.fail(here, f"duplicate name '{name}'" + ("" if "$" not in key else " (made by foreach)"), key=True)
+                        if scope.parent is None and name in self.input_names:
+                            self.fail(here, f"node '{name}' has the same name as an input; rename one of them", key=True)
+                        else:
+                            self.fail(here, f"duplicate name '{name}'" + ("" if "$" not in key else " (made by foreach)"), key=True)
                         continue
                     scope.names[name] = None
                     entries.append((name, body, sub_env, here))
             except _Bad:
+                scope.broken.append(_template_pattern(key))
                 continue
         return entries
 
@@ -400,12 +432,68 @@ class _Expander:
             try:
                 if "nodes" in body:
                     self.expand_block(name, body, sub_env, here, scope, module_prefix, defaults, shared_block)
+                elif "include" in body:
+                    self.expand_include(name, body, sub_env, here, scope, module_prefix, shared_block)
                 else:
                     scope.names[name] = scope.prefix + name
                     self.expand_node(name, body, sub_env, here, scope, module_prefix, defaults, shared_block)
             except _Bad:
                 scope.names[name] = _Broken()
                 continue
+
+    def expand_include(self, name: str, body: dict, env: dict[str, Any], where: Where, scope: Scope, module_prefix: str, shared_block: str | None) -> None:
+        """Inline another spec: its inputs read ``inputs``, its outputs are ``name.OUTPUT``.
+
+        The included spec keeps its own parameters (overridden by ``params``), defaults and
+        positions: problems inside it are reported in its own file.
+        """
+        from .library import resolve_include
+        from .schema import check_schema
+
+        ref = self.ev(body["include"], env, where + ("include",))
+        path = resolve_include(str(ref), self.doc.file)
+        if path is None:
+            raise self.fail(where + ("include",), f"cannot include '{ref}': no such file or bundled spec")
+        if str(path) in self.include_stack or len(self.include_stack) >= MAX_INCLUDE_DEPTH:
+            raise self.fail(where + ("include",), f"include cycle or depth over {MAX_INCLUDE_DEPTH}: {' -> '.join(self.include_stack + [str(path)])}")
+        from .loader import load_document
+        from .errors import SpecError
+
+        try:
+            doc = load_document(path)
+        except SpecError as exc:
+            self.issues.extend(exc.issues)
+            raise _Bad() from None
+        problems = check_schema(doc)
+        if problems:
+            self.issues.extend(problems)
+            raise _Bad()
+        refs = self.expand_list(body.get("inputs", []), env, where + ("inputs",))
+        params = self.ev(body.get("params") or {}, env, where + ("params",))
+        sub = _Expander(doc, [None] * len(refs), params, None)
+        sub.issues, sub.nodes, sub.edges = self.issues, self.nodes, self.edges
+        sub.include_stack = self.include_stack + [str(path)]
+        sub.pending_outputs = self.pending_outputs
+        sub.node_count = self.node_count
+        sub_env = sub.params(doc.data)
+        inputs: list[InputDecl] = []
+        for key, input_body in doc.data["inputs"].items():
+            input_where = Where(("inputs", key), ("inputs", key))
+            for input_env in sub.bindings(input_body, sub_env, input_where):
+                inputs.append(InputDecl(sub.ev_name(key, input_env, input_where), 0, None, input_where))
+        if len(refs) != len(inputs):
+            raise self.fail(where + ("inputs",), f"'{ref}' takes {len(inputs)} inputs ({', '.join(d.name for d in inputs)}), got {len(refs)}")
+        inner = Scope(scope, f"{scope.prefix}{name}.")
+        for decl, (outer_ref, w) in zip(inputs, refs):
+            if not isinstance(outer_ref, str):
+                raise self.fail(w, f"expected a name, got {outer_ref!r}")
+            inner.names[decl.name] = _Alias(scope, outer_ref)
+        defaults = sub.defaults(doc.data, sub_env)
+        sub.expand_scope(doc.data["nodes"], sub_env, Where(("nodes",), ("nodes",)), inner, f"{module_prefix}{name}.", defaults, shared_block)
+        self.node_count = sub.node_count
+        outputs = outputs_of(sub, doc.data, sub_env, inner, resolve=False)
+        self.pending_outputs.extend((sub, o, inner) for o in outputs)
+        scope.names[name] = _BlockOutputs(inner, [o.name for o in outputs], {o.name: o.ref for o in outputs})
 
     def expand_node(self, name: str, body: dict, env: dict[str, Any], where: Where, scope: Scope, module_prefix: str, defaults: dict, shared_block: str | None) -> None:
         self.node_count += 1
@@ -509,7 +597,7 @@ class _Expander:
         if isinstance(target, _BlockOutputs):
             if len(rest) != 1 or rest[0] not in target.outputs or target.last is None:
                 return None
-            resolved = self.resolve(rest[0], target.last, depth + 1)
+            resolved = self.resolve(target.refs.get(rest[0], rest[0]), target.last, depth + 1)
             return None if resolved is None else resolved + tap
         if rest or target is None:
             return None
@@ -530,7 +618,7 @@ class _Expander:
             return self._reads_broken(target.ref, target.scope, depth + 1)
         if isinstance(target, _BlockOutputs):
             rest = ref.split(".")[1:2]
-            return target.last is None or (bool(rest) and rest[0] in target.outputs and self._reads_broken(rest[0], target.last, depth + 1))
+            return target.last is None or (bool(rest) and rest[0] in target.outputs and self._reads_broken(target.refs.get(rest[0], rest[0]), target.last, depth + 1))
         return False
 
     def visible_names(self, scope: Scope) -> list[str]:
@@ -554,6 +642,8 @@ class _Expander:
         target = current.names[head] if current else None
         if isinstance(target, _Broken) or self._reads_broken(ref, scope):
             return  # the broken piece was reported where it is defined
+        if target is None and _may_be_broken(head, scope):
+            return  # a key that failed to expand (reported) may have been meant to make it
         if isinstance(target, _BlockOutputs):
             rest = base[len(head) + 1 :]
             message = f"block '{head}' has no output '{rest}'{did_you_mean(rest, target.outputs)} (its outputs: {', '.join(target.outputs)})"
@@ -564,6 +654,20 @@ class _Expander:
         self.fail(where, message)
 
 
+def _template_pattern(key: Any) -> re.Pattern:
+    """The names a node or input key can make: ``P${l}_td`` matches ``P4_td``."""
+    parts = re.split(r"\$\{[^{}]*\}|\$[A-Za-z_][A-Za-z0-9_]*", str(key))
+    return re.compile(".+".join(re.escape(part) for part in parts))
+
+
+def _may_be_broken(name: str, scope: Scope | None) -> bool:
+    while scope is not None:
+        if any(pattern.fullmatch(name) for pattern in scope.broken):
+            return True
+        scope = scope.parent
+    return False
+
+
 def expand(doc: Document, in_channels: Any = None, params: Mapping[str, Any] | None = None, image: Any = None) -> tuple[FlatSpec | None, list[Issue]]:
     """Expand a schema-valid document. Returns the flat spec (None if unusable) and the issues."""
     ex = _Expander(doc, in_channels, params or {}, image)
@@ -572,6 +676,7 @@ def expand(doc: Document, in_channels: Any = None, params: Mapping[str, Any] | N
     inputs = ex.inputs(data, env)
     defaults = ex.defaults(data, env)
     root = Scope(None, "")
+    root.broken.extend(ex.broken_inputs)
     for decl in inputs:
         if decl.name in root.names:
             ex.fail(decl.where, f"duplicate input name '{decl.name}'", key=True)
@@ -584,6 +689,9 @@ def expand(doc: Document, in_channels: Any = None, params: Mapping[str, Any] | N
         edge.source = ex.resolve(edge.ref, edge.scope)
         if edge.source is None:
             ex.unknown(edge.ref, edge.scope, edge.where, "input or node")
+    for sub, output, inner in ex.pending_outputs:
+        if sub.resolve(output.ref, inner) is None:
+            sub.unknown(output.ref, inner, output.where, "output")
     outputs = outputs_of(ex, data, env, root)
     return_type = data.get("return", "tuple")
     image = _image(ex, doc, image)
@@ -592,7 +700,7 @@ def expand(doc: Document, in_channels: Any = None, params: Mapping[str, Any] | N
     return flat, ex.issues
 
 
-def outputs_of(ex: _Expander, data: dict, env: dict[str, Any], root: Scope) -> list[OutputDecl]:
+def outputs_of(ex: _Expander, data: dict, env: dict[str, Any], root: Scope, resolve: bool = True) -> list[OutputDecl]:
     raw = data["outputs"]
     where = Where(("outputs",), ("outputs",))
     pairs: list[tuple[str, Any, Where]] = []
@@ -616,9 +724,10 @@ def outputs_of(ex: _Expander, data: dict, env: dict[str, Any], root: Scope) -> l
             continue
         seen.add(name)
         decl = OutputDecl(name, ref, w, scope=root)
-        decl.source = ex.resolve(ref, root)
-        if decl.source is None:
-            ex.unknown(ref, root, w, "output")
+        if resolve:
+            decl.source = ex.resolve(ref, root)
+            if decl.source is None:
+                ex.unknown(ref, root, w, "output")
         outputs.append(decl)
     return outputs
 

@@ -18,6 +18,7 @@ import ast
 import math
 import operator
 import re
+import warnings
 from typing import Any, Callable, Mapping
 
 from .errors import did_you_mean
@@ -71,7 +72,9 @@ def evaluate(source: str, env: Mapping[str, Any]) -> Any:
     if len(source) > MAX_EXPR_CHARS:
         raise ExprError(f"expression longer than {MAX_EXPR_CHARS} characters")
     try:
-        tree = ast.parse(source, mode="eval")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "invalid decimal literal" and the like: the error below says it
+            tree = ast.parse(source, mode="eval")
     except SyntaxError as exc:
         raise ExprError(f"cannot parse expression '{source}': {exc.msg}") from None
     return _Evaluator(env).visit(tree.body)
@@ -83,9 +86,25 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
+def _size(value: Any) -> int:
+    """Items in a list or string, nested ones counted in full: ``[range(100)] * 100`` and
+    ``['x' * 100] * 100`` are 10,000 (each would print as a string of 50,000+ characters)."""
+    if isinstance(value, str):
+        return len(value)
+    total = 0
+    for item in value:
+        total += max(_size(item), 1) if isinstance(item, (list, str)) else 1
+        if total > MAX_ITEMS:
+            break
+    return total
+
+
 def _check_size(value: Any) -> Any:
-    if isinstance(value, (list, str)) and len(value) > MAX_ITEMS:
-        raise ExprError(f"expression result has {len(value)} items; the limit is {MAX_ITEMS}")
+    if isinstance(value, (list, str)):
+        size = _size(value)
+        if size > MAX_ITEMS:
+            count = len(value) if len(value) > MAX_ITEMS else f"more than {MAX_ITEMS}"
+            raise ExprError(f"expression result has {count} items; the limit is {MAX_ITEMS}")
     return value
 
 
@@ -100,8 +119,8 @@ def _safe_pow(base: Any, exponent: Any) -> Any:
 def _safe_mul(left: Any, right: Any) -> Any:
     for seq, count in ((left, right), (right, left)):
         if isinstance(seq, (list, str)) and isinstance(count, int):
-            if len(seq) * max(count, 0) > MAX_ITEMS:
-                raise ExprError(f"repetition would make {len(seq) * count} items; the limit is {MAX_ITEMS}")
+            if _size(seq) * max(count, 0) > MAX_ITEMS:
+                raise ExprError(f"repetition would make {_size(seq) * count} items; the limit is {MAX_ITEMS}")
     return operator.mul(left, right)
 
 
@@ -114,6 +133,12 @@ def _safe_range(*args: Any) -> list[int]:
     return list(r)
 
 
+def _safe_mod(left: Any, right: Any) -> Any:
+    if isinstance(left, str):
+        raise ExprError("string formatting with % is not supported; build strings with + and str()")
+    return operator.mod(left, right)
+
+
 def _div(left: Any, right: Any) -> Any:
     return operator.truediv(left, right)
 
@@ -124,7 +149,7 @@ _BINARY: dict[type, Callable[[Any, Any], Any]] = {
     ast.Mult: _safe_mul,
     ast.Div: _div,
     ast.FloorDiv: operator.floordiv,
-    ast.Mod: operator.mod,
+    ast.Mod: lambda a, b: _safe_mod(a, b),
     ast.Pow: _safe_pow,
 }
 _UNARY: dict[type, Callable[[Any], Any]] = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Not: operator.not_}
@@ -184,7 +209,9 @@ class _Evaluator:
         if node.id in ("True", "False", "None"):
             return {"True": True, "False": False, "None": None}[node.id]
         known = list(self.env) + list(FUNCTIONS)
-        raise ExprError(f"unknown name '{node.id}'{did_you_mean(node.id, known)}")
+        error = ExprError(f"unknown name '{node.id}'{did_you_mean(node.id, known)}")
+        error.unknown = node.id
+        raise error
 
     def visit_BinOp(self, node: ast.BinOp) -> Any:
         op = _BINARY.get(type(node.op))
@@ -211,8 +238,11 @@ class _Evaluator:
     def visit_Compare(self, node: ast.Compare) -> Any:
         left = self.visit(node.left)
         for op, right_node in zip(node.ops, node.comparators):
+            compare = _COMPARE.get(type(op))
+            if compare is None:
+                raise ExprError(f"operator in '{ast.unparse(node)}' is not supported")
             right = self.visit(right_node)
-            if not _COMPARE[type(op)](left, right):
+            if not compare(left, right):
                 return False
             left = right
         return True

@@ -40,7 +40,11 @@ def topological_order(g: nx.DiGraph) -> list[str]:
     return list(nx.lexicographical_topological_sort(g, key=lambda n: g.nodes[n]["order"]))
 
 
-def check_graph(doc: Document, flat: FlatSpec) -> list[Issue]:
+def check_graph(doc: Document, flat: FlatSpec, reachability: bool = True) -> list[Issue]:
+    """Taps of inputs, cycles and (with ``reachability``) nodes and inputs no output uses.
+
+    ``reachability=False`` when expansion already reported problems: a node or reference that
+    failed to expand would make what it reads look unused, a follow-on error."""
     issues: list[Issue] = []
     input_names = {d.name for d in flat.inputs}
     for node in flat.nodes.values():
@@ -60,7 +64,7 @@ def check_graph(doc: Document, flat: FlatSpec) -> list[Issue]:
         cyclic |= component
         closing = g.edges[cycle[-2], cycle[-1]]["edge"]
         issues.append(closing.where.issue(doc, f"cycle: {' -> '.join(cycle)}; a node cannot depend on itself"))
-    if issues:
+    if issues or not reachability:
         return issues
     used: set[str] = set()
     for output in flat.outputs:
@@ -73,8 +77,8 @@ def check_graph(doc: Document, flat: FlatSpec) -> list[Issue]:
         if node.id not in used and node.id not in cyclic:
             issues.append(node.where.issue(doc, f"node '{node.id}' does not reach any output; remove it or list it in outputs", key=True))
     for decl in flat.inputs:
-        if decl.name not in used:
-            issues.append(decl.where.issue(doc, f"input '{decl.name}' is not used by any output; remove it or read it from a node", key=True))
+        if decl.name not in used and not decl.optional:
+            issues.append(decl.where.issue(doc, f"input '{decl.name}' is not used by any output; remove it, read it from a node, or mark it optional: true", key=True))
     return issues
 
 

@@ -41,9 +41,16 @@ class IRGraph:
     outputs: list[tuple[str, str]]
     """(output name, value name) in the order the neck returns them."""
     return_type: str = "tuple"
+    input_names: list[str] | None = None
+    """Names the caller uses for the inputs (dict keys), when they differ from the spec's."""
     node_values: dict[str, str] = field(default_factory=dict)
     """Spec node id (and ``id.pre``) -> the value holding it."""
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def external_inputs(self) -> list[tuple[str, FeatureShape]]:
+        """Inputs under the names callers use."""
+        names = self.input_names or [name for name, _ in self.inputs]
+        return [(name, shape) for name, (_, shape) in zip(names, self.inputs)]
 
     def values(self) -> dict[str, FeatureShape]:
         """Shape of every value, inputs included."""

@@ -34,6 +34,18 @@ def find_bundled(name: str | os.PathLike) -> Path | None:
     return bundled_specs().get(stem)
 
 
+def resolve_include(ref: str, including_file: str) -> Path | None:
+    """The file an ``include:`` names: a path relative to the including spec, or a bundled spec."""
+    candidates = []
+    if including_file and not including_file.startswith("<"):
+        candidates.append(Path(including_file).resolve().parent / ref)
+    candidates.append(Path(ref))
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    return find_bundled(ref)
+
+
 def spec_summary(path: Path) -> str:
     """The spec's one-line ``doc`` (read without compiling)."""
     import yaml

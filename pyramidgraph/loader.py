@@ -110,6 +110,8 @@ def parse_yaml(raw: bytes | str, file: str) -> Document:
             raise SpecError([Issue(file, line, col, "", message)]) from None
     else:
         text = raw
+        if len(text) > MAX_SPEC_BYTES:
+            raise SpecError([Issue(file, 0, 0, "", f"spec is larger than {MAX_SPEC_BYTES} bytes")])
     if text.startswith("\ufeff"):
         text = text[1:]
     try:
@@ -118,18 +120,43 @@ def parse_yaml(raw: bytes | str, file: str) -> Document:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
         problem = exc.problem or exc.context or "malformed YAML"
+        if exc.problem and exc.context and exc.context_mark:
+            # "expected ',' or '}'" alone does not say which bracket is unclosed
+            problem += f" ({exc.context} started at line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1})"
+        if "<block end>" in problem:
+            problem += "; check the indentation"
+        elif "'\\t'" in problem:
+            problem += "; indent with spaces, not tabs"
         raise SpecError([Issue(file, line, col, "", f"malformed YAML: {problem}")]) from None
     except yaml.YAMLError as exc:
         raise SpecError([Issue(file, 0, 0, "", f"malformed YAML: {exc}")]) from None
+    if not nodes:
+        raise SpecError([Issue(file, 0, 0, "", "spec is empty")])
     if len(nodes) != 1:
-        what = "is empty" if not nodes else f"holds {len(nodes)} YAML documents; a spec is one"
-        raise SpecError([Issue(file, 1 if nodes else 0, 1 if nodes else 0, "", f"spec {what}")])
+        line = _document_start(text, nodes[0], nodes[1])
+        message = f"spec holds {len(nodes)} YAML documents; a spec is one (the second starts here)"
+        raise SpecError([Issue(file, line, 1, "", message)])
     doc = Document(data=None, file=file, text=text)
     converter = _Converter(doc)
     doc.data = converter.convert(nodes[0], ())
     if converter.issues:
         raise SpecError(converter.issues)
     return doc
+
+
+def _document_start(text: str, previous: yaml.Node, node: yaml.Node) -> int:
+    """Line (1-based) of the ``---`` that opens the document holding ``node`` (searched back to
+    the end of the ``previous`` document), else the line of ``node`` itself."""
+    lines = text.splitlines()
+    for index in range(min(node.start_mark.line, len(lines) - 1), previous.end_mark.line - 1, -1):
+        if lines[index].startswith("---"):
+            return index + 1
+    return node.start_mark.line + 1
+
+
+def _show_tag(tag: str) -> str:
+    """``tag:yaml.org,2002:python/name:os.system`` as it is written: ``!!python/name:os.system``."""
+    return "!!" + tag[len("tag:yaml.org,2002:") :] if tag.startswith("tag:yaml.org,2002:") else tag
 
 
 class _Converter:
@@ -140,6 +167,8 @@ class _Converter:
         self.issues: list[Issue] = []
         self.visited = 0
         self.constructor = yaml.constructor.SafeConstructor()
+        self.converted: set[int] = set()  # ids of nodes converted once: meeting one again is an alias
+        self.alias_use: Path_ | None = None  # the outermost alias being expanded, if any
 
     def _mark(self, node: yaml.Node) -> tuple[int, int]:
         return (node.start_mark.line + 1, node.start_mark.column + 1)
@@ -152,12 +181,33 @@ class _Converter:
         self.visited += 1
         if self.visited > MAX_YAML_NODES:
             if self.visited == MAX_YAML_NODES + 1:
-                self._error(node, path, f"spec expands to more than {MAX_YAML_NODES} YAML values (aliases counted at every use)")
+                message = f"spec expands to more than {MAX_YAML_NODES} YAML values (aliases counted at every use)"
+                if self.alias_use is None:
+                    self._error(node, path, message)
+                else:
+                    # the alias node's own mark is its anchor's; point at where the alias is used
+                    use = self.alias_use
+                    line, col = self.doc.keys.get(use) or self.doc.where(use[:-1])
+                    self.issues.append(Issue(self.doc.file, line, col, format_path(use), message))
             return None
+        outermost_alias = self.alias_use is None and id(node) in self.converted
+        self.converted.add(id(node))
+        if outermost_alias:
+            self.alias_use = path
+            try:
+                return self._convert(node, path)
+            finally:
+                self.alias_use = None
+        return self._convert(node, path)
+
+    def _convert(self, node: yaml.Node, path: Path_) -> Any:
         self.doc.values.setdefault(path, self._mark(node))
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
+            if node.tag != "tag:yaml.org,2002:seq":
+                self._error(node, path, f"unsupported YAML tag {_show_tag(node.tag)}; specs hold plain data only")
+                return None
             return [self.convert(item, path + (i,)) for i, item in enumerate(node.value)]
         try:
             value = self.constructor.construct_object(node, deep=True)
@@ -171,7 +221,8 @@ class _Converter:
 
     def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict:
         if node.tag not in ("tag:yaml.org,2002:map",):
-            self._error(node, path, f"unsupported YAML tag {node.tag}; specs hold plain data only")
+            self._error(node, path, f"unsupported YAML tag {_show_tag(node.tag)}; specs hold plain data only")
+            return None
         out: dict = {}
         seen: dict = {}
         for key_node, value_node in node.value:

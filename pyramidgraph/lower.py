@@ -32,6 +32,22 @@ def _slug(ref: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", ref)
 
 
+def _widths(channels: tuple[int, ...]) -> str:
+    return " + ".join(map(str, channels))
+
+
+def _edge_slugs(node: NodeDecl) -> list[str]:
+    """One name per edge of ``node``, unique within it: ``P5``, and ``P5_1`` when ``from``
+    lists P5 twice (or lists both ``P5.pre`` and a node called ``P5_pre``)."""
+    slugs: list[str] = []
+    for index, edge in enumerate(node.edges):
+        slug = _slug(edge.ref)
+        while slug in slugs:
+            slug = f"{slug}_{index}"
+        slugs.append(slug)
+    return slugs
+
+
 class _Lowering:
     def __init__(self, doc: Document, flat: FlatSpec):
         self.doc = doc
@@ -42,6 +58,7 @@ class _Lowering:
         self.node_values: dict[str, str] = {}
         self.size_refs: dict[int, str] = {}
         self.shared: dict[str, tuple[tuple, str]] = {}
+        self.module_owners: dict[str, str] = {}  # module path -> the node (or shared block) owning it
 
     def input_shapes(self) -> list[tuple[str, FeatureShape]]:
         inputs = []
@@ -60,12 +77,22 @@ class _Lowering:
     def add(self, name: str, module: str, op, args: list[str], shape: FeatureShape, node: NodeDecl, role: str) -> str:
         shapes = [self.values[a] for a in args]
         signature = (op, tuple(s.channels for s in shapes), shape.channels)
+        if op.has_parameters:
+            owner = node.block or node.id
+            first_owner = self.module_owners.setdefault(module, owner)
+            if first_owner != owner:
+                raise ShapeError(f"'{node.id}' would keep its weights at '{module}', where '{first_owner}' keeps its own; rename the node or block so their names differ")
         if node.block and op.has_parameters:
             first = self.shared.setdefault(module, (signature, node.id))
+            if first[0][0] != signature[0]:
+                raise ShapeError(
+                    f"shared block: '{module}' is {first[0][0].params()} in '{first[1]}' but {signature[0].params()} in '{node.id}'; "
+                    f"shared weights need the same op in every repetition, or set share: false"
+                )
             if first[0] != signature:
                 raise ShapeError(
-                    f"shared block: '{module}' is used by '{first[1]}' with {first[0][1]} -> {first[0][2]} channels "
-                    f"and by '{node.id}' with {signature[1]} -> {signature[2]}; set share: false or make the widths equal"
+                    f"shared block: '{module}' is used by '{first[1]}' with {_widths(first[0][1])} -> {first[0][2]} channels "
+                    f"and by '{node.id}' with {_widths(signature[1])} -> {signature[2]}; set share: false or make the widths equal"
                 )
         self.ops.append(IROp(name, module, op, args, shapes, shape, {"node": node.id, "role": role, "where": node.where}))
         self.values[name] = shape
@@ -85,9 +112,10 @@ class _Lowering:
         project = [("", edge.project)] if source.channels != target.channels and edge.project is not None else []
         return project + spatial if edge.order == "project_first" else spatial + project
 
-    def lower_edge(self, node: NodeDecl, edge: EdgeDecl, level: int, width: int | None, final: str | None = None) -> str:
+    def lower_edge(self, node: NodeDecl, edge: EdgeDecl, level: int, width: int | None, final: str | None = None, slug: str | None = None) -> str:
         """Add the edge's resample ops; ``final`` names the last value (the node itself when
-        the edge is all the node does)."""
+        the edge is all the node does); ``slug`` names the edge (unique within the node)."""
+        slug = slug or _slug(edge.ref)
         value = self.node_values[edge.source]
         shape = self.values[value]
         target = FeatureShape(width if width is not None else shape.channels, level, None)
@@ -98,7 +126,7 @@ class _Lowering:
             target = target.with_(channels=shape.channels)  # `project: none`: the width passes through
         if not chain:
             return value
-        module = f"{node.module}.from_{_slug(edge.ref)}"
+        module = f"{node.module}.from_{slug}"
         for index, (suffix, op) in enumerate(chain):
             op = op.bind(shape, target)
             args = [value]
@@ -114,7 +142,7 @@ class _Lowering:
             except ShapeError as exc:
                 raise ShapeError(f"input '{edge.ref}': {exc}") from None
             last = index == len(chain) - 1
-            name = (final or f"{node.id}.from_{_slug(edge.ref)}") if last else f"{node.id}.from_{_slug(edge.ref)}.{index}"
+            name = (final or f"{node.id}.from_{slug}") if last else f"{node.id}.from_{slug}.{index}"
             value = self.add(name, f"{module}.{suffix}" if suffix else module, op, args, shape, node, "edge")
         if (shape.channels, shape.level) != (target.channels, target.level):
             ops = " -> ".join(op.label() for _, op in chain)
@@ -129,7 +157,7 @@ class _Lowering:
         level = node.level if node.level is not None else sources[0].level
         width = node.channels if (node.fuse.projects_inputs or len(node.edges) == 1) else None
         alone = node.id if len(node.edges) == 1 and not node.post else None
-        args = [self.lower_edge(node, edge, level, width, alone) for edge in node.edges]
+        args = [self.lower_edge(node, edge, level, width, alone, slug) for edge, slug in zip(node.edges, _edge_slugs(node))]
         sizes = {self.values[a].size for a in args}
         if len(sizes) > 1 and None not in sizes:
             listing = ", ".join(f"'{e.ref}' gives {self.values[a].size[0]}x{self.values[a].size[1]}" for e, a in zip(node.edges, args))
@@ -173,11 +201,11 @@ def lower(doc: Document, flat: FlatSpec) -> tuple[IRGraph | None, list[Issue]]:
         try:
             lowering.lower_node(node)
         except ShapeError as exc:
-            lowering.issues.append(node.where.issue(doc, str(exc)))
+            lowering.issues.append(node.where.issue(doc, str(exc), key=True))
             broken.add(node_id)
     if lowering.issues:
         return None, lowering.issues
     outputs = [(o.name, lowering.node_values[o.source]) for o in flat.outputs]
-    ir = IRGraph(flat.name, inputs, lowering.ops, outputs, flat.return_type, lowering.node_values, {"doc": flat.doc, "params": flat.params})
+    ir = IRGraph(flat.name, inputs, lowering.ops, outputs, return_type=flat.return_type, node_values=lowering.node_values, meta={"doc": flat.doc, "params": flat.params})
     ir.check()
     return ir, []

@@ -19,7 +19,7 @@ from typing import Any
 
 import jsonschema
 
-from .errors import Issue, did_you_mean
+from .errors import Issue, closest, did_you_mean
 from .loader import Document
 from .ops import REGISTRIES
 
@@ -48,6 +48,14 @@ BLOCK_KEYS = {
     "outputs": "Local names the block produces, as many as inputs; outside, `block.name` is the last repetition's.",
     "repeat": "How many times the block is applied.",
     "share": "true: every repetition uses the same weights; false: each has its own.",
+    "foreach": NODE_KEYS["foreach"],
+    "when": NODE_KEYS["when"],
+    "doc": NODE_KEYS["doc"],
+}
+INCLUDE_KEYS = {
+    "include": "Another spec (a path relative to this one, or a bundled name) to inline here.",
+    "inputs": "Names this spec passes as the included spec's inputs, in its input order.",
+    "params": "Parameter overrides for the included spec.",
     "foreach": NODE_KEYS["foreach"],
     "when": NODE_KEYS["when"],
     "doc": NODE_KEYS["doc"],
@@ -172,9 +180,28 @@ def _build() -> str:
         ["nodes", "inputs", "outputs"],
     )
     input_decl = _object(
-        {"level": "Pyramid level of this input.", "channels": "Width, when fixed by the spec.", "foreach": NODE_KEYS["foreach"], "when": NODE_KEYS["when"], "doc": NODE_KEYS["doc"]},
-        {"level": int_or_expr, "channels": int_or_expr, "foreach": {"$ref": "#/$defs/foreach"}, "when": bool_or_expr, "doc": {"type": "string"}},
+        {
+            "level": "Pyramid level of this input.",
+            "channels": "Width, when fixed by the spec.",
+            "optional": "The neck accepts this input but may leave it unused.",
+            "foreach": NODE_KEYS["foreach"],
+            "when": NODE_KEYS["when"],
+            "doc": NODE_KEYS["doc"],
+        },
+        {"level": int_or_expr, "channels": int_or_expr, "optional": bool_or_expr, "foreach": {"$ref": "#/$defs/foreach"}, "when": bool_or_expr, "doc": {"type": "string"}},
         ["level"],
+    )
+    include = _object(
+        INCLUDE_KEYS,
+        {
+            "include": {"type": "string", "minLength": 1},
+            "inputs": _foreach_list(ref),
+            "params": {"type": "object"},
+            "foreach": {"$ref": "#/$defs/foreach"},
+            "when": bool_or_expr,
+            "doc": {"type": "string"},
+        },
+        ["include", "inputs"],
     )
     key_names = {"anyOf": [{"pattern": NAME_PATTERN}, {"pattern": r"\$"}]}
     top = _object(
@@ -222,10 +249,15 @@ def _build() -> str:
                 "type": "object",
                 "minProperties": 1,
                 "propertyNames": key_names,
-                "additionalProperties": {"if": {"type": "object", "required": ["nodes"]}, "then": {"$ref": "#/$defs/block"}, "else": {"$ref": "#/$defs/node"}},
+                "additionalProperties": {
+                    "if": {"type": "object", "required": ["nodes"]},
+                    "then": {"$ref": "#/$defs/block"},
+                    "else": {"if": {"type": "object", "required": ["include"]}, "then": {"$ref": "#/$defs/include"}, "else": {"$ref": "#/$defs/node"}},
+                },
             },
             "node": node,
             "block": block,
+            "include": include,
             "edge": edge,
             "input": input_decl,
             "resample_policy": resample_policy,
@@ -319,6 +351,10 @@ def _translate(doc: Document, error: jsonschema.ValidationError) -> list[Issue]:
     path = tuple(error.absolute_path)
     kind = error.validator
     value = error.instance
+    if "propertyNames" in error.absolute_schema_path:
+        # jsonschema checks a key as an instance of its own, located at the mapping
+        # that holds it: point at the key instead.
+        return [doc.issue(path + (value,), f"'{value}' is not a valid name: use letters, digits and _, not starting with a digit", key=True)]
     if kind in ("anyOf", "oneOf"):
         branches = error.validator_value
         candidates = [i for i, b in enumerate(branches) if _accepts_type(b, value)]
@@ -327,7 +363,11 @@ def _translate(doc: Document, error: jsonschema.ValidationError) -> list[Issue]:
         grouped = {i: [e for e in error.context if e.relative_schema_path[0] == i] for i in candidates}
         # Prefer the non-expression branch for a plain value, and among those the one whose
         # errors sit deepest (the user was clearly writing that form).
-        plain = [i for i in candidates if branches[i].get("$ref") != "#/$defs/expr"] or candidates
+        plain = [i for i in candidates if branches[i].get("$ref") != "#/$defs/expr"]
+        if not plain and isinstance(value, str) and "$" in value:
+            plain = candidates
+        # (a string without '$' that fits only the expression branch is no expression: it is
+        # a value of the wrong type, reported below as "expected an integer or a $expression")
         if plain:
             best = max(plain, key=lambda i: max((len(e.absolute_path) for e in grouped[i]), default=0))
             if grouped[best]:
@@ -342,14 +382,18 @@ def _translate(doc: Document, error: jsonschema.ValidationError) -> list[Issue]:
         issues = []
         for key in value:
             if key not in known:
-                what = error.schema.get("title", "key")
+                title = error.schema.get("title", "")
+                what = title if title.endswith(" op") else "key"
                 hint = did_you_mean(str(key), known)
                 if not hint and what == "key" and len(known) <= 12:
                     hint = f"; allowed keys: {', '.join(known)}"
                 issues.append(doc.issue(path + (key,), f"unknown {what} '{key}'{hint}", key=True))
         return issues
     if kind == "required":
-        missing = [k for k in error.validator_value if k not in value]
+        known = list(error.schema.get("properties", {}))
+        # a misspelt key (`ouputs`) is reported once, as unknown with its did-you-mean
+        misspelt = {closest(str(k), known) for k in value if k not in known} if error.schema.get("additionalProperties") is False else set()
+        missing = [k for k in error.validator_value if k not in value and k not in misspelt]
         return [doc.issue(path, f"missing required key '{k}'", key=True) for k in missing]
     if kind == "enum":
         options = [str(v) for v in error.validator_value]

@@ -180,6 +180,8 @@ class Registry:
         hints = typing.get_type_hints(cls)
         values = dict(preset)
         for key, value in params.items():
+            if key in preset and value != preset[key]:
+                raise OpError(f"{self.kind} op '{name}' fixes {key}={preset[key]!r}; use '{cls.name}' for another {key}")
             if key not in fields:
                 raise OpError(f"{self.kind} op '{name}' has no parameter '{key}'{did_you_mean(str(key), fields)} (it takes: {', '.join(fields) or 'none'})")
             problem = _type_problem(value, hints[key])
@@ -190,6 +192,10 @@ class Registry:
         for key, value in op.params().items():
             if key in _POSITIVE and isinstance(value, int) and not 1 <= value <= _POSITIVE[key]:
                 raise OpError(f"{self.kind} op '{name}': parameter '{key}' must be between 1 and {_POSITIVE[key]}, not {value}")
+            if key == "padding" and isinstance(value, int) and not 0 <= value <= 64:
+                raise OpError(f"{self.kind} op '{name}': parameter 'padding' must be between 0 and 64, not {value}")
+            if key == "eps" and isinstance(value, (int, float)) and not value > 0:
+                raise OpError(f"{self.kind} op '{name}': parameter 'eps' must be positive, not {value}")
         return op
 
 

@@ -64,6 +64,8 @@ class Upsample(ResampleOp):
         return f"up x{self.scale}" if self.scale else "up"
 
     def infer(self, x, target):
+        if self.align_corners is not None and self.mode == "nearest":
+            raise ShapeError("upsample: align_corners applies to bilinear and bicubic modes only; remove it or set mode: bilinear")
         scale = self.scale or 1
         level = x.level - _level_step(scale, "upsample scale")
         if self.by == "size":

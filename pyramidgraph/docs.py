@@ -1,0 +1,155 @@
+"""Reference text generated from the op registries, for ``docs/spec.md``.
+
+The op reference of the spec language is not written by hand: :func:`ops_reference_markdown`
+renders every registered op, alias, parameter, type and default from the registries, so a new
+op is documented by registering it. ``docs/spec.md`` holds the generated text between
+:data:`BEGIN_MARKER` and :data:`END_MARKER`; a test keeps the two identical, and
+
+.. code-block:: console
+
+    python3 -m pyramidgraph.docs docs/spec.md
+
+rewrites that section in place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+from .ops import REGISTRIES, FuseOp, Op, Registry, ResampleOp
+from .ops.base import _POSITIVE
+from .runtime import init_conv
+
+__all__ = ["ops_reference_markdown", "replace_ops_section", "main", "BEGIN_MARKER", "END_MARKER"]
+
+BEGIN_MARKER = "<!-- ops:begin -->"
+END_MARKER = "<!-- ops:end -->"
+
+_INTRO = {
+    "resample": (
+        "Resample ops sit on one edge (one entry of a node's `from`) and bring the source to the node's level "
+        "and width. They are named by `up`, `down` and `project` (in `defaults.resample`, a node's `resample`, "
+        "or on the edge itself) and listed in an edge's `via`."
+    ),
+    "fuse": "Fuse ops merge a node's resampled inputs into one map (`fuse:` of a node or of `defaults`). A node with one input skips fusion.",
+    "post": "Post ops run in order after fusion (`post:` of a node or of `defaults`, a list).",
+}
+
+
+def _text(doc: str | None) -> str:
+    """A docstring as one Markdown line: RST ``code`` becomes `code`, table pipes are escaped."""
+    text = " ".join((doc or "").split())
+    return text.replace("``", "`").replace("|", "\\|")
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, str):
+        return f"`{value}`"
+    return f"`{json.dumps(value)}`"
+
+
+def _join(parts: Sequence[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " or " + parts[-1]
+
+
+def _type(hint: Any) -> str:
+    """A parameter type in words: ``integer or null``, ```nearest`, `bilinear` or `bicubic```."""
+    parts: list[str] = []
+
+    def walk(h: Any) -> None:
+        origin = typing.get_origin(h)
+        if origin is Literal:
+            parts.extend(_value(a) for a in typing.get_args(h))
+        elif origin in (typing.Union, types.UnionType):
+            for arg in typing.get_args(h):
+                walk(arg)
+        else:
+            parts.append({int: "integer", float: "number", bool: "boolean", str: "string", type(None): "null"}.get(h, getattr(h, "__name__", str(h))))
+
+    walk(hint)
+    return _join(parts)
+
+
+def _parameters(cls: type[Op]) -> str:
+    hints = typing.get_type_hints(cls)
+    lines = []
+    for field in cls.param_fields():
+        line = f"`{field.name}`: {_type(hints[field.name])}"
+        if field.name in _POSITIVE:
+            line += f" (1 to {_POSITIVE[field.name]})"
+        line += ", required" if field.default is dataclasses.MISSING else f", default {_value(field.default)}"
+        if field.name == cls.shorthand:
+            line += " (shorthand)"
+        doc = field.metadata.get("doc")
+        if doc:
+            line += f": {_text(doc)}"
+        lines.append(line)
+    return "<br>".join(lines) if lines else "none"
+
+
+def _traits(cls: type[Op]) -> str:
+    traits = ["learnable" if cls.has_parameters else "parameter-free"]
+    if issubclass(cls, ResampleOp) and cls.changes_channels:
+        traits.append("sets the width itself: no separate projection")
+    if issubclass(cls, FuseOp):
+        traits.append("inputs projected to the node's width" if cls.projects_inputs else "inputs keep their own widths")
+    return ", ".join(traits)
+
+
+def _table(registry: Registry) -> list[str]:
+    rows = ["| op | parameters | what it does |", "|---|---|---|"]
+    canonical = sorted({cls.name: cls for cls, _ in registry.entries.values()}.items())
+    for name, cls in canonical:
+        rows.append(f"| `{name}` | {_parameters(cls)} | {_text(cls.__doc__)} *({_traits(cls)})* |")
+        for alias, (alias_cls, preset) in sorted(registry.entries.items()):
+            if alias_cls is cls and alias != name:
+                same = ", ".join(f"`{k}: {v if isinstance(v, str) else json.dumps(v)}`" for k, v in preset.items())
+                rows.append(f"| `{alias}` | see `{name}` | Alias of `{name}`" + (f" with {same}" if same else "") + ". |")
+    shorthands = [f"`{{{name}: V}}` is `{{{name}: {{{cls.shorthand}: V}}}}`" for name, cls in canonical if cls.shorthand]
+    if shorthands:
+        rows += ["", "Shorthand: " + "; ".join(shorthands) + "."]
+    return rows
+
+
+def ops_reference_markdown() -> str:
+    """The op reference: one section and table per kind (resample, fuse, post), generated from
+    the registries. Parameters show their type, allowed range, default and shorthand."""
+    out: list[str] = []
+    for kind, registry in REGISTRIES.items():
+        out.append(f"### {kind.capitalize()} ops")
+        out.append("")
+        out.append(_INTRO.get(kind, _text(registry.base.__doc__)))
+        out.append("")
+        out.extend(_table(registry))
+        out.append("")
+    init = (init_conv.__doc__ or "").split("\n\n", 1)[-1]
+    out.append(f"Convolution `init` schemes: {_text(init)}")
+    return "\n".join(out).rstrip("\n")
+
+
+def replace_ops_section(text: str) -> str:
+    """``text`` (a Markdown document with the markers) with a freshly generated op reference."""
+    pattern = re.compile(re.escape(BEGIN_MARKER) + r".*?" + re.escape(END_MARKER), re.S)
+    if not pattern.search(text):
+        raise ValueError(f"no {BEGIN_MARKER} ... {END_MARKER} section")
+    section = f"{BEGIN_MARKER}\n{ops_reference_markdown()}\n{END_MARKER}"
+    return pattern.sub(lambda _: section, text, count=1)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python3 -m pyramidgraph.docs FILE...``: regenerate the op reference in each file."""
+    for name in argv if argv is not None else sys.argv[1:]:
+        path = Path(name)
+        path.write_text(replace_ops_section(path.read_text(encoding="utf-8")), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""Load a reference implementation's neck, with its weights, as a compiled spec.
+
+>>> neck = from_reference(case["source"], case["config"], case["state_dict"])
+
+``source`` and ``config`` are exactly what the parity fixtures record; each source is one
+module here with one :class:`Reference` class.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+
+from ..compiler import compile as compile_spec
+from ..module import PyramidNeck
+from . import mmdet, mmdet_bfp, mmdet_fpg, mmdet_fpn, mmdet_nasfpn, mmdet_yolox, torchvision, ultralytics  # noqa: F401  (register the references)
+from .base import REFERENCES, Conversion, KeyMap, Reference, reference_for, register_reference
+
+__all__ = ["from_reference", "conversion", "convert_state_dict", "REFERENCES", "Conversion", "KeyMap", "Reference", "register_reference"]
+
+
+def conversion(source: str, config: Mapping[str, Any]) -> Conversion:
+    """How ``config`` of reference ``source`` maps to a spec, parameters and keys."""
+    return reference_for(source).convert(config)
+
+
+def from_reference(source: str, config: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor] | None = None) -> PyramidNeck:
+    """Compile the spec that reproduces the reference neck; load its ``state_dict`` if given.
+
+    The module takes the reference's inputs (a list, or a dict keyed by its feature names)
+    and returns its outputs in the reference's order and type.
+    """
+    plan = conversion(source, config)
+    neck = compile_spec(
+        plan.spec,
+        plan.in_channels,
+        image=plan.image,
+        params=plan.params,
+        input_names=plan.input_names,
+        output_names=plan.output_names,
+        return_type=plan.return_type,
+    )
+    if state_dict is not None:
+        neck.load_state_dict(plan.key_map.convert(state_dict, neck.state_dict(), source), strict=True)
+    return neck
+
+
+def convert_state_dict(source: str, config: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The reference checkpoint under pyramidgraph's own key names."""
+    neck = from_reference(source, config)
+    return conversion(source, config).key_map.convert(state_dict, neck.state_dict(), source)

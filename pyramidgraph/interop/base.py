@@ -1,0 +1,117 @@
+"""Reproducing a reference implementation's neck: which spec, which parameters, which keys.
+
+A reference (torchvision's FPN, mmdetection's necks, efficientdet-pytorch's BiFpn,
+ultralytics' YOLOv8 neck) is described by one small :class:`Reference` class that turns the
+reference constructor's ``config`` into a :class:`Conversion`: the bundled spec to compile,
+its parameters, the interface (input/output names, return type) and a declarative
+:class:`KeyMap` from the reference's ``state_dict`` names to ours. No neck is hand-written in
+Python here: the spec *is* the architecture.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping
+
+import torch
+
+from ..errors import Issue, SpecError, did_you_mean
+
+__all__ = ["Conversion", "KeyMap", "Reference", "REFERENCES", "register_reference", "reference_for", "ConversionError"]
+
+
+def ConversionError(source: str, message: str) -> SpecError:
+    """A config or checkpoint that cannot be converted, as the API's one exception type."""
+    return SpecError([Issue(source, 0, 0, "config", message)])
+
+
+@dataclass
+class KeyMap:
+    """Reference module paths -> pyramidgraph module paths.
+
+    ``prefixes`` maps a module path of the reference (``inner_blocks.0.0``) to ours
+    (``L2.post0``); every key under it keeps its tail (``.weight``, ``.running_mean``).
+    ``leaves`` renames a tail where the two differ (effdet's ``edge_weights`` is our
+    ``weight``). The longest matching prefix wins. Loading is strict: every reference key
+    must be mapped and every key of the neck filled, with equal shapes.
+    """
+
+    prefixes: dict[str, str] = field(default_factory=dict)
+    leaves: dict[str, str] = field(default_factory=dict)
+
+    def add(self, reference: str, ours: str) -> None:
+        assert reference not in self.prefixes, f"key map maps {reference} twice"
+        self.prefixes[reference] = ours
+
+    def target(self, key: str) -> str | None:
+        parts = key.split(".")
+        for cut in range(len(parts), 0, -1):
+            prefix = ".".join(parts[:cut])
+            if prefix in self.prefixes:
+                tail = parts[cut:]
+                if tail and tail[-1] in self.leaves:
+                    tail = tail[:-1] + [self.leaves[tail[-1]]]
+                ours = self.prefixes[prefix]
+                return ".".join([ours, *tail]) if ours else ".".join(tail)
+        return None
+
+    def convert(self, state_dict: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+        """Rename ``state_dict`` to our keys; raise SpecError naming every key that does not fit."""
+        out: dict[str, torch.Tensor] = {}
+        problems: list[str] = []
+        for key, value in state_dict.items():
+            ours = self.target(key)
+            if ours is None:
+                problems.append(f"reference key '{key}' has no counterpart")
+            elif ours not in expected:
+                problems.append(f"reference key '{key}' maps to '{ours}', which the neck does not have{did_you_mean(ours, expected)}")
+            elif ours in out:
+                problems.append(f"reference key '{key}' maps to '{ours}' a second time")
+            elif tuple(expected[ours].shape) != tuple(value.shape):
+                problems.append(f"'{key}' has shape {tuple(value.shape)} but '{ours}' needs {tuple(expected[ours].shape)}")
+            else:
+                out[ours] = value
+        for key in expected:
+            if key not in out and not any(p.endswith(f"'{key}'") for p in problems):
+                problems.append(f"neck key '{key}' gets no value from the reference")
+        if problems:
+            raise SpecError([Issue(source, 0, 0, "state_dict", p) for p in problems])
+        return out
+
+
+@dataclass
+class Conversion:
+    """What reproducing one reference configuration takes."""
+
+    spec: str
+    in_channels: list[int]
+    params: dict[str, Any]
+    key_map: KeyMap
+    input_names: list[str] | None = None
+    output_names: list[str] | None = None
+    return_type: str = "tuple"
+    image: tuple[int, int] | None = None
+
+
+class Reference:
+    """One reference implementation: its ``source`` id and how a config converts."""
+
+    source: ClassVar[str] = ""
+
+    def convert(self, config: Mapping[str, Any]) -> Conversion:
+        raise NotImplementedError
+
+
+REFERENCES: dict[str, Reference] = {}
+
+
+def register_reference(cls: type[Reference]) -> type[Reference]:
+    assert cls.source and cls.source not in REFERENCES, f"reference {cls.source!r} registered twice"
+    REFERENCES[cls.source] = cls()
+    return cls
+
+
+def reference_for(source: str) -> Reference:
+    if source not in REFERENCES:
+        raise ConversionError(source, f"unknown reference '{source}'{did_you_mean(source, REFERENCES)}; known: {', '.join(sorted(REFERENCES))}")
+    return REFERENCES[source]

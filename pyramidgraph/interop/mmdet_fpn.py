@@ -1,0 +1,183 @@
+"""mmdetection's ``FPN`` and ``PAFPN`` (``mmdet/models/necks/fpn.py``, ``pafpn.py``; mmcv ``ConvModule``).
+
+Both follow mmdetection 3.3's constructor: ``lateral_convs[i]`` (1x1 ConvModule) and
+``fpn_convs[i]`` (3x3 ConvModule) for inputs ``start_level .. backbone_end_level - 1``, where
+``end_level`` is an *inclusive* input index (``-1``: the last input; any other value needs
+``num_outs == end_level - start_level + 1``). Inputs outside that range are accepted and
+ignored. ``num_outs`` beyond the inputs used adds extra levels: ``max_pool2d(kernel 1, stride
+2)`` of the last output when ``add_extra_convs`` is false, else ConvModules 3x3/2 appended to
+``fpn_convs``, the first on ``'on_input'`` (``True``), ``'on_lateral'`` or ``'on_output'``, the
+others on the previous extra level (after ``F.relu`` with ``relu_before_extra_convs``).
+FPN's ``upsample_cfg`` resizes to the finer lateral's size, or by ``scale_factor`` (2) when
+given. PAFPN adds ``downsample_convs[i]`` (3x3/2 ConvModule on the previous bottom-up sum) and
+``pafpn_convs[i]`` (3x3 ConvModule), and upsamples nearest by size.
+
+A ConvModule is conv, norm, act (``conv_cfg`` None; ``norm_cfg`` None, BN or GN, the conv
+without bias when normed, none on the laterals with ``no_norm_on_lateral``; ``act_cfg`` None or
+an mmcv activation). ``init_cfg`` does not change the module; the specs init like mmdetection
+(xavier uniform).
+
+Bundled specs: ``specs/fpn.yaml`` and ``specs/pafpn.yaml`` (the same parameters).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from .base import Conversion, ConversionError, KeyMap
+from .mmdet import MMDetNecks, register_neck
+from .mmdet_nasfpn import mmcv_norm
+
+SOURCE = MMDetNecks.source
+
+# mmcv activation type -> the spec's act name
+ACTS = {"ReLU": "relu", "ReLU6": "relu6", "SiLU": "silu", "Swish": "silu", "GELU": "gelu", "Sigmoid": "sigmoid", "Tanh": "tanh", "HSwish": "hardswish", "Mish": "mish", "LeakyReLU": "leaky_relu"}
+EXTRA_CONVS = {False: None, True: "input", "on_input": "input", "on_lateral": "lateral", "on_output": "output"}
+FPN_KEYS = set("type in_channels out_channels num_outs start_level end_level add_extra_convs relu_before_extra_convs no_norm_on_lateral conv_cfg norm_cfg act_cfg upsample_cfg init_cfg".split())
+PAFPN_KEYS = FPN_KEYS - {"upsample_cfg"}
+
+
+def _fail(kind: str, message: str) -> Exception:
+    return ConversionError(SOURCE, f"{kind}: {message}")
+
+
+def _first_level(strides: list[int], count: int, kind: str) -> int:
+    """The level of the finest input (2, a ResNet's C2, when no strides are given)."""
+    if not strides:
+        return 2
+    levels = [s.bit_length() - 1 for s in strides]
+    if len(strides) != count:
+        raise _fail(kind, f"{count} inputs but {len(strides)} strides")
+    if any(2**level != s for level, s in zip(levels, strides)) or levels != list(range(levels[0], levels[0] + count)):
+        raise _fail(kind, f"strides must be consecutive powers of two, got {strides}")
+    return levels[0]
+
+
+def _act(cfg: Mapping[str, Any] | None, kind: str) -> dict[str, Any]:
+    if cfg is None:
+        return {"act": "none"}
+    name = cfg.get("type")
+    if name not in ACTS:
+        raise _fail(kind, f"act_cfg type {name!r} is not supported ({', '.join(ACTS)} or None)")
+    params: dict[str, Any] = {"act": ACTS[name]}
+    if name == "LeakyReLU":
+        params["act_slope"] = float(cfg.get("negative_slope", 0.01))
+    return params
+
+
+def _momentum(cfg: Mapping[str, Any] | None, kind: str) -> float:
+    """BN's running-statistics momentum (training only; inference ignores it)."""
+    momentum = (cfg or {}).get("momentum", 0.1)
+    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)):
+        raise _fail(kind, f"norm_cfg momentum {momentum!r} is not supported (a number)")
+    return float(momentum)
+
+
+def _upsample(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
+    """FPN's ``upsample_cfg``: F.interpolate arguments, ``size`` added unless ``scale_factor`` is given."""
+    cfg = dict(cfg if cfg is not None else {"mode": "nearest"})
+    unknown = set(cfg) - {"mode", "scale_factor", "align_corners"}
+    if unknown:
+        raise _fail("FPN", f"upsample_cfg keys {sorted(unknown)} are not supported (mode, scale_factor, align_corners)")
+    mode = cfg.get("mode", "nearest")
+    if mode not in ("nearest", "bilinear", "bicubic"):
+        raise _fail("FPN", f"upsample_cfg mode {mode!r} is not supported (nearest, bilinear, bicubic)")
+    params: dict[str, Any] = {"upsample": mode, "upsample_by": "size", "align_corners": cfg.get("align_corners")}
+    if "scale_factor" in cfg:
+        if cfg["scale_factor"] not in (2, 2.0):
+            raise _fail("FPN", f"upsample_cfg scale_factor {cfg['scale_factor']!r}: levels are a factor 2 apart, so only 2 lines up")
+        params["upsample_by"] = "scale"
+    if params["align_corners"] is not None and mode == "nearest":
+        raise _fail("FPN", "upsample_cfg align_corners applies to bilinear and bicubic modes only")
+    return params
+
+
+def _convert(cfg: Mapping[str, Any], strides: list[int], kind: str) -> Conversion:
+    unknown = set(cfg) - (FPN_KEYS if kind == "FPN" else PAFPN_KEYS)
+    if unknown:
+        raise _fail(kind, f"unknown arguments {sorted(unknown)}")
+    in_channels = [int(c) for c in cfg["in_channels"]]
+    num_ins = len(in_channels)
+    num_outs = int(cfg["num_outs"])
+    start = int(cfg.get("start_level", 0))
+    end = int(cfg.get("end_level", -1))
+    if not 0 <= start < num_ins:
+        raise _fail(kind, f"start_level {start} is not an input index (0..{num_ins - 1})")
+    if end in (-1, num_ins - 1):
+        backbone_end = num_ins
+        if num_outs < num_ins - start:
+            raise _fail(kind, f"num_outs {num_outs} is less than the {num_ins - start} inputs used")
+    else:
+        if not start <= end < num_ins:
+            raise _fail(kind, f"end_level {end} must be -1 or an input index from start_level {start} to {num_ins - 1}")
+        backbone_end = end + 1
+        if num_outs != end - start + 1:
+            raise _fail(kind, f"with end_level {end}, num_outs must be {end - start + 1}, got {num_outs}")
+    extra_convs = cfg.get("add_extra_convs", False)
+    if not isinstance(extra_convs, (bool, str)) or extra_convs not in EXTRA_CONVS:
+        raise _fail(kind, f"add_extra_convs must be a bool, 'on_input', 'on_lateral' or 'on_output', got {extra_convs!r}")
+    if cfg.get("conv_cfg") not in (None, {"type": "Conv2d"}, {"type": "Conv"}):
+        raise _fail(kind, f"conv_cfg {cfg['conv_cfg']!r} is not supported (plain Conv2d only)")
+    used = backbone_end - start
+    extra_levels = num_outs - used
+    extra_from = EXTRA_CONVS[extra_convs]
+    norm = mmcv_norm(cfg.get("norm_cfg"), kind)
+    lateral_norm = "none" if cfg.get("no_norm_on_lateral", False) else norm["norm"]
+    params: dict[str, Any] = {
+        "channels": int(cfg["out_channels"]),
+        "first_level": _first_level(strides, num_ins, kind),
+        "start": start,
+        "used": used,
+        "extra": "none" if extra_levels == 0 else "conv" if extra_from else "maxpool",
+        "extra_levels": extra_levels,
+        "extra_from": extra_from or "input",
+        "extra_relu": bool(cfg.get("relu_before_extra_convs", False)),
+        "norm": norm["norm"],
+        "lateral_norm": lateral_norm,
+        "norm_groups": norm["norm_groups"],
+        "norm_eps": norm["norm_eps"],
+        "norm_momentum": _momentum(cfg.get("norm_cfg"), kind),
+        "init": "xavier_uniform",
+        **_act(cfg.get("act_cfg"), kind),
+    }
+    if kind == "FPN":
+        params.update(_upsample(cfg.get("upsample_cfg")))
+    base = params["first_level"] + start
+    top = base + used - 1
+    out = "P" if kind == "FPN" else "N"
+    layer = norm["layer"]
+    key_map = KeyMap()
+
+    def conv_module(reference: str, conv: str, norm_module: str | None) -> None:
+        """A ConvModule: its ``conv`` and, when normed, its norm layer (``bn``/``gn``)."""
+        key_map.add(f"{reference}.conv", conv)
+        if norm_module is not None:
+            key_map.add(f"{reference}.{layer}", norm_module)
+
+    for i in range(used):
+        level = base + i
+        conv_module(f"lateral_convs.{i}", f"L{level}.post0", f"L{level}.post1" if lateral_norm != "none" else None)
+        conv_module(f"fpn_convs.{i}", f"P{level}.post0", f"P{level}.post1" if layer else None)
+    if kind == "PAFPN":
+        for i in range(used - 1):
+            level = base + 1 + i
+            conv_module(f"downsample_convs.{i}", f"D{level}.from_N{level - 1}_pre.conv", f"D{level}.post0" if layer else None)
+            conv_module(f"pafpn_convs.{i}", f"N{level}.post0", f"N{level}.post1" if layer else None)
+    if params["extra"] == "conv":
+        first_source = {"input": "C", "lateral": "L", "output": out}[extra_from] + str(top)
+        for j in range(extra_levels):
+            level = top + 1 + j
+            source = first_source if j == 0 else f"{out}{level - 1}" + ("_relu" if params["extra_relu"] else "")
+            conv_module(f"fpn_convs.{used + j}", f"{out}{level}.from_{source}.conv", f"{out}{level}.post0" if layer else None)
+    spec = "fpn" if kind == "FPN" else "pafpn"
+    return Conversion(spec, in_channels, params, key_map, return_type="tuple")
+
+
+@register_neck("FPN")
+def convert_fpn(cfg: Mapping[str, Any], strides: list[int]) -> Conversion:
+    return _convert(cfg, strides, "FPN")
+
+
+@register_neck("PAFPN")
+def convert_pafpn(cfg: Mapping[str, Any], strides: list[int]) -> Conversion:
+    return _convert(cfg, strides, "PAFPN")

@@ -1,0 +1,251 @@
+"""Cross Stage Partial blocks (YOLO necks) and the conv-BN-activation unit they are built from.
+
+* ``conv_bn_act`` (post and resample): convolution without bias, batch norm, activation, as
+  ultralytics' ``Conv`` and mmcv's ``ConvModule`` with a BN ``norm_cfg``; the resample form has
+  stride ``2**level difference`` (YOLO's bottom-up downsampling). ``depthwise: true`` is mmcv's
+  ``DepthwiseSeparableConvModule``: a depthwise ``kernel x kernel`` unit then a pointwise 1x1
+  unit, each with its own BN and activation.
+* ``c2f`` (post): ultralytics' ``C2f`` (YOLOv8): a 1x1 unit to ``2 * hidden`` channels, split in
+  two halves, ``blocks`` bottlenecks chained on the second half, every piece concatenated and
+  reduced by a 1x1 unit.
+* ``csp`` (post): mmdetection's ``CSPLayer`` (YOLOX, the CSP of YOLOv5's ``C3``): a main 1x1
+  unit followed by ``blocks`` Darknet bottlenecks, a short 1x1 unit, both concatenated
+  (main first) and reduced by a final 1x1 unit.
+
+Batch norm ``eps`` and ``momentum`` are parameters because the frameworks differ (PyTorch's
+defaults are 1e-5 and 0.1; ultralytics and mmdetection's YOLO necks use 1e-3 and 0.03). Every
+unit emits its convolution, its norm and its activation as separate graph calls, and the
+submodules carry the reference's names (``cv1.conv``, ``m.0.cv2.bn``; ``main_conv.conv``,
+``blocks.0.conv2.depthwise_conv.bn``), so a checkpoint maps onto a block by one key prefix.
+Convolutions keep PyTorch's default init, as both references do.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, replace
+
+import torch
+import torch.fx
+from torch import nn
+
+from ..shape import FeatureShape, ShapeError
+from .base import POST, RESAMPLE, PostOp, ResampleOp
+from .common import ActName, Padding, build_conv, emit_act, emit_conv, window_out
+
+__all__ = ["ConvBnAct", "StridedConvBnAct", "C2f", "CSPLayer", "emit_conv_bn_act"]
+
+
+def emit_conv_bn_act(
+    e,
+    local: str,
+    x: torch.fx.Node,
+    cin: int,
+    cout: int,
+    *,
+    kernel: int = 1,
+    stride: int = 1,
+    groups: int = 1,
+    padding: Padding = None,
+    depthwise: bool = False,
+    eps: float = 1e-3,
+    momentum: float = 0.03,
+    act: ActName | None = "silu",
+) -> torch.fx.Node:
+    """Add ``act(bn(conv(x)))`` with modules ``<local>.conv`` and ``<local>.bn``; with
+    ``depthwise``, a depthwise unit ``<local>.depthwise_conv`` then a pointwise 1x1 unit
+    ``<local>.pointwise_conv`` (mmcv's ``DepthwiseSeparableConvModule``)."""
+    prefix = f"{local}." if local else ""
+    if depthwise:
+        y = emit_conv_bn_act(e, f"{prefix}depthwise_conv", x, cin, cin, kernel=kernel, stride=stride, groups=cin, padding=padding, eps=eps, momentum=momentum, act=act)
+        return emit_conv_bn_act(e, f"{prefix}pointwise_conv", y, cin, cout, eps=eps, momentum=momentum, act=act)
+    conv = build_conv(cin, cout, kernel, stride, padding, False, "default", groups)
+    y = emit_conv(e, f"{prefix}conv", conv, x, padding)
+    y = e.call_module(f"{prefix}bn", nn.BatchNorm2d(cout, eps=eps, momentum=momentum), y)
+    return emit_act(e, act, y) if act else y
+
+
+def _check_groups(name: str, groups: int, cin: int, cout: int) -> None:
+    if cin % groups or cout % groups:
+        raise ShapeError(f"{name} with groups={groups} needs widths divisible by it, got {cin} -> {cout}")
+
+
+def _out_width(out: int | None, channels: int | None, x_channels: int) -> int:
+    return out if out is not None else channels if channels is not None else x_channels
+
+
+@POST.register("conv_bn_act", conv_bn_act1x1={"kernel": 1}, conv_bn_act3x3={"kernel": 3})
+@dataclass(frozen=True)
+class ConvBnAct(PostOp):
+    """Conv (no bias) -> batch norm -> activation to the node's width (or ``out``), stride 1:
+    ultralytics' ``Conv``, mmcv's ``ConvModule`` with BN. ``depthwise``: mmcv's depthwise
+    separable unit (depthwise conv+BN+act, pointwise 1x1 conv+BN+act). ``act: null``: none.
+    Modules: ``conv``, ``bn`` (or ``depthwise_conv.*``, ``pointwise_conv.*``)."""
+
+    kernel: int = 1
+    groups: int = 1
+    depthwise: bool = False
+    padding: Padding = None
+    out: int | None = None
+    eps: float = 1e-3
+    momentum: float = 0.03
+    act: ActName | None = "silu"
+
+    shorthand = "kernel"
+    has_parameters = True
+
+    def label(self) -> str:
+        return f"{'dw' if self.depthwise else ''}conv{self.kernel}x{self.kernel}-bn-{self.act or 'linear'}"
+
+    def infer(self, x, channels):
+        width = _out_width(self.out, channels, x.channels)
+        _check_groups("conv_bn_act", self.groups, x.channels, width)
+        return x.with_(channels=width, size=window_out(x.size, self.kernel, 1, self.padding))
+
+    def emit(self, e, args, shapes, out):
+        return emit_conv_bn_act(
+            e, "", args[0], shapes[0].channels, out.channels, kernel=self.kernel, groups=self.groups, padding=self.padding,
+            depthwise=self.depthwise, eps=self.eps, momentum=self.momentum, act=self.act,
+        )
+
+
+@RESAMPLE.register("conv_bn_act")
+@dataclass(frozen=True)
+class StridedConvBnAct(ResampleOp):
+    """Conv (no bias, stride ``2**level difference`` unless given) -> batch norm -> activation
+    to the target width: YOLO's bottom-up downsampling (ultralytics ``Conv(c, c, 3, 2)``, mmcv
+    ``ConvModule``/``DepthwiseSeparableConvModule`` with stride 2). Use as ``down``."""
+
+    kernel: int = 3
+    stride: int | None = None
+    groups: int = 1
+    depthwise: bool = False
+    padding: Padding = None
+    eps: float = 1e-3
+    momentum: float = 0.03
+    act: ActName | None = "silu"
+
+    changes_channels = True
+    has_parameters = True
+
+    def bind(self, x, target):
+        return self if self.stride is not None else replace(self, stride=2 ** max(target.level - x.level, 0))
+
+    def label(self) -> str:
+        return f"{'dw' if self.depthwise else ''}conv{self.kernel}x{self.kernel} /{self.stride}-bn-{self.act or 'linear'}"
+
+    def infer(self, x, target):
+        step = self.stride.bit_length() - 1
+        if 2**step != self.stride:
+            raise ShapeError(f"conv_bn_act stride {self.stride} is not a power of two")
+        _check_groups("conv_bn_act", self.groups, x.channels, target.channels)
+        return FeatureShape(target.channels, x.level + step, window_out(x.size, self.kernel, self.stride, self.padding))
+
+    def emit(self, e, args, shapes, out):
+        return emit_conv_bn_act(
+            e, "", args[0], shapes[0].channels, out.channels, kernel=self.kernel, stride=self.stride, groups=self.groups,
+            padding=self.padding, depthwise=self.depthwise, eps=self.eps, momentum=self.momentum, act=self.act,
+        )
+
+
+def _check_blocks(name: str, blocks: int, hidden: int, kernel: int) -> None:
+    if kernel % 2 == 0:
+        raise ShapeError(f"{name}: the bottleneck kernel must be odd (it keeps the map's size), got {kernel}")
+    if blocks < 0:
+        raise ShapeError(f"{name}: blocks must be 0 or more, got {blocks}")
+    if hidden < 1:
+        raise ShapeError(f"{name}: the hidden width int(out * expansion) is {hidden}; raise expansion or the width")
+
+
+@POST.register("c2f")
+@dataclass(frozen=True)
+class C2f(PostOp):
+    """Ultralytics' ``C2f`` (YOLOv8) to the node's width ``c2`` (or ``out``), with
+    ``hidden = int(c2 * expansion)``: ``cv1`` (1x1 unit to ``2 * hidden``) is chunked in two
+    halves; ``blocks`` bottlenecks ``m.i`` (two ``kernel x kernel`` units ``cv1``, ``cv2``, the
+    second with ``groups``; ``x + ...`` when ``shortcut``) each read the previous piece; all
+    ``2 + blocks`` pieces are concatenated and ``cv2`` (1x1 unit) reduces them. Units are
+    conv-BN-``act`` with BN ``eps``/``momentum`` (ultralytics: 1e-3, 0.03)."""
+
+    blocks: int = 1
+    shortcut: bool = False
+    expansion: float = 0.5
+    kernel: int = 3
+    groups: int = 1
+    out: int | None = None
+    eps: float = 1e-3
+    momentum: float = 0.03
+    act: ActName | None = "silu"
+
+    shorthand = "blocks"
+    has_parameters = True
+
+    def label(self) -> str:
+        return f"C2f x{self.blocks}"
+
+    def infer(self, x, channels):
+        width = _out_width(self.out, channels, x.channels)
+        hidden = int(width * self.expansion)
+        _check_blocks("c2f", self.blocks, hidden, self.kernel)
+        if self.blocks:
+            _check_groups("c2f bottleneck", self.groups, hidden, hidden)
+        return x.with_(channels=width)
+
+    def emit(self, e, args, shapes, out):
+        hidden = int(out.channels * self.expansion)
+        unit = {"eps": self.eps, "momentum": self.momentum, "act": self.act}
+        y = emit_conv_bn_act(e, "cv1", args[0], shapes[0].channels, 2 * hidden, **unit)
+        halves = e.call_function(torch.chunk, y, 2, 1)
+        pieces = [e.call_function(operator.getitem, halves, 0), e.call_function(operator.getitem, halves, 1)]
+        for i in range(self.blocks):
+            x = pieces[-1]
+            z = emit_conv_bn_act(e, f"m.{i}.cv1", x, hidden, hidden, kernel=self.kernel, **unit)
+            z = emit_conv_bn_act(e, f"m.{i}.cv2", z, hidden, hidden, kernel=self.kernel, groups=self.groups, **unit)
+            pieces.append(e.call_function(operator.add, x, z) if self.shortcut else z)
+        joined = e.call_function(torch.cat, pieces, 1)
+        return emit_conv_bn_act(e, "cv2", joined, (2 + self.blocks) * hidden, out.channels, **unit)
+
+
+@POST.register("csp")
+@dataclass(frozen=True)
+class CSPLayer(PostOp):
+    """mmdetection's ``CSPLayer`` (YOLOX's PAFPN) to the node's width ``c`` (or ``out``), with
+    ``mid = int(c * expansion)``: ``main_conv`` (1x1 unit to ``mid``) then ``blocks`` Darknet
+    bottlenecks ``blocks.i`` (``conv1`` 1x1 unit, ``conv2`` ``kernel x kernel`` unit, depthwise
+    separable when ``depthwise``; ``x + ...`` when ``shortcut``), ``short_conv`` (1x1 unit to
+    ``mid``) on the input, ``cat(main, short)`` and ``final_conv`` (1x1 unit). Units are
+    conv-BN-``act`` with BN ``eps``/``momentum`` (mmdetection: 1e-3, 0.03)."""
+
+    blocks: int = 1
+    shortcut: bool = True
+    expansion: float = 0.5
+    kernel: int = 3
+    depthwise: bool = False
+    out: int | None = None
+    eps: float = 1e-3
+    momentum: float = 0.03
+    act: ActName | None = "silu"
+
+    shorthand = "blocks"
+    has_parameters = True
+
+    def label(self) -> str:
+        return f"CSP x{self.blocks}"
+
+    def infer(self, x, channels):
+        width = _out_width(self.out, channels, x.channels)
+        _check_blocks("csp", self.blocks, int(width * self.expansion), self.kernel)
+        return x.with_(channels=width)
+
+    def emit(self, e, args, shapes, out):
+        mid = int(out.channels * self.expansion)
+        unit = {"eps": self.eps, "momentum": self.momentum, "act": self.act}
+        cin = shapes[0].channels
+        short = emit_conv_bn_act(e, "short_conv", args[0], cin, mid, **unit)
+        main = emit_conv_bn_act(e, "main_conv", args[0], cin, mid, **unit)
+        for i in range(self.blocks):
+            z = emit_conv_bn_act(e, f"blocks.{i}.conv1", main, mid, mid, **unit)
+            z = emit_conv_bn_act(e, f"blocks.{i}.conv2", z, mid, mid, kernel=self.kernel, depthwise=self.depthwise, **unit)
+            main = e.call_function(operator.add, z, main) if self.shortcut else z
+        joined = e.call_function(torch.cat, [main, short], 1)
+        return emit_conv_bn_act(e, "final_conv", joined, 2 * mid, out.channels, **unit)
