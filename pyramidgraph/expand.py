@@ -456,8 +456,8 @@ class _Expander:
             raise self.fail(where + ("include",), f"cannot include '{ref}': no such file or bundled spec")
         if str(path) in self.include_stack or len(self.include_stack) >= MAX_INCLUDE_DEPTH:
             raise self.fail(where + ("include",), f"include cycle or depth over {MAX_INCLUDE_DEPTH}: {' -> '.join(self.include_stack + [str(path)])}")
-        from .loader import load_document
         from .errors import SpecError
+        from .loader import load_document
 
         try:
             doc = load_document(path)

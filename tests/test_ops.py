@@ -65,7 +65,6 @@ RESAMPLE_CASES = {
     "conv_bn_act": ({"level": 5, "channels": 16}, (2, 16, 2, 3)),
     "conv_module": ({"level": 5, "channels": 16}, (2, 16, 2, 3)),
     "project": ({"level": 4, "channels": 16}, (2, 16, 4, 6)),
-    "conv_module": ({"level": 5, "channels": 16}, (2, 16, 2, 3)),
     "act": ({"level": 4}, (2, 32, 4, 6)),
 }
 
