@@ -40,19 +40,24 @@ _NAME = re.compile(NAME_PATTERN)
 
 @dataclass(frozen=True)
 class Where:
-    """A place in the spec: ``raw`` finds the line (template keys), ``shown`` is printed."""
+    """A place in the spec: ``raw`` finds the line (template keys), ``shown`` is printed.
+
+    ``doc`` is the file the place is in when that is not the spec being compiled (a node of an
+    included spec): later stages report on the top document, and the place must not be looked
+    up there."""
 
     raw: tuple
     shown: tuple
+    doc: Document | None = field(default=None, compare=False, repr=False)
 
     def __add__(self, part: tuple) -> Where:
-        return Where(self.raw + part, self.shown + part)
+        return Where(self.raw + part, self.shown + part, self.doc)
 
     def child(self, raw_key: Any, shown_key: Any) -> Where:
-        return Where(self.raw + (raw_key,), self.shown + (shown_key,))
+        return Where(self.raw + (raw_key,), self.shown + (shown_key,), self.doc)
 
     def issue(self, doc: Document, message: str, key: bool = False) -> Issue:
-        return doc.issue(self.raw, message, key=key, shown=format_path(self.shown))
+        return (self.doc or doc).issue(self.raw, message, key=key, shown=format_path(self.shown))
 
 
 @dataclass
@@ -248,7 +253,7 @@ class _Expander:
             yield sub_env
 
     def expand_list(self, items: Any, env: Mapping[str, Any], where: Where) -> list[tuple[Any, Where]]:
-        """Expand ``{foreach: ..., each: ...}`` items; evaluate a whole-list expression."""
+        """Expand ``{foreach: ..., each: ...}`` and ``{when: ..., each: ...}`` items; evaluate a whole-list expression."""
         if isinstance(items, str):
             items = self.ev(items, env, where)
             if not isinstance(items, list):
@@ -258,7 +263,7 @@ class _Expander:
             raise self.fail(where, f"expected a list, got {items!r}")
         out: list[tuple[Any, Where]] = []
         for i, item in enumerate(items):
-            if isinstance(item, dict) and "foreach" in item and "each" in item:
+            if isinstance(item, dict) and "each" in item and ("foreach" in item or "when" in item):
                 for sub_env in self.bindings(item, env, where + (i,)):
                     out.append((self.ev(item["each"], sub_env, where + (i, "each")), where + (i,)))
             else:
@@ -489,7 +494,7 @@ class _Expander:
                 raise self.fail(w, f"expected a name, got {outer_ref!r}")
             inner.names[decl.name] = _Alias(scope, outer_ref)
         defaults = sub.defaults(doc.data, sub_env)
-        sub.expand_scope(doc.data["nodes"], sub_env, Where(("nodes",), ("nodes",)), inner, f"{module_prefix}{name}.", defaults, shared_block)
+        sub.expand_scope(doc.data["nodes"], sub_env, Where(("nodes",), ("nodes",), doc), inner, f"{module_prefix}{name}.", defaults, shared_block)
         self.node_count = sub.node_count
         outputs = outputs_of(sub, doc.data, sub_env, inner, resolve=False)
         self.pending_outputs.extend((sub, o, inner) for o in outputs)

@@ -108,11 +108,12 @@ def _op_item(kind: str) -> dict[str, Any]:
 
 
 def _foreach_list(item: dict[str, Any]) -> dict[str, Any]:
-    """A list whose items may be ``{foreach: {var: values}, each: item}``."""
+    """A list whose items may be ``{foreach: {var: values}, each: item}`` or ``{when: cond, each: item}``."""
     each = {
         "type": "object",
-        "required": ["foreach", "each"],
-        "properties": {"foreach": {"$ref": "#/$defs/foreach"}, "each": item},
+        "required": ["each"],
+        "anyOf": [{"required": ["foreach"]}, {"required": ["when"]}],
+        "properties": {"foreach": {"$ref": "#/$defs/foreach"}, "when": _with_expr({"type": "boolean"}), "each": item},
         "additionalProperties": False,
     }
     return {"anyOf": [{"type": "array", "items": {"anyOf": [item, each]}}, {"$ref": "#/$defs/expr"}]}
