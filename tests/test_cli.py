@@ -24,6 +24,11 @@ outputs: [P3, P4]
 """
 
 
+def issue_lines(err: str) -> list[str]:
+    """The ``file:line:col: path: message`` lines of stderr, without the quoted YAML lines and carets under them."""
+    return [line for line in err.splitlines() if not line.startswith(" ")]
+
+
 def _run(capsys, *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     captured = capsys.readouterr()
@@ -38,7 +43,7 @@ def test_validate_ok(capsys):
     code, out, err = _run(capsys, "validate", str(path), "bifpn")
     assert code == 0
     assert err == ""
-    assert out.splitlines() == [f"{path}: ok (13 nodes, 5 outputs)", f"{pyramidgraph.bundled_specs()['bifpn']}: ok (29 nodes, 5 outputs)"]
+    assert out.splitlines() == [f"{path}: ok (13 nodes, 5 outputs)", f"{pyramidgraph.bundled_specs()['bifpn']}: ok (26 nodes, 5 outputs)"]
 
 
 def test_validate_failing_spec_exits_2_with_located_lines(capsys, tmp_path):
@@ -49,7 +54,11 @@ def test_validate_failing_spec_exits_2_with_located_lines(capsys, tmp_path):
     assert out == ""
     assert err.splitlines() == [
         f"{path}:7:27: nodes.P4.post[0]: unknown post op 'bnn'; did you mean 'bn'?",
+        "    7 |   P4: {from: [C4], post: [bnn]}",
+        "      |                           ^~~",
         f"{path}:8:25: nodes.P3.levl: unknown key 'levl'; did you mean 'level'?",
+        "    8 |   P3: {from: [C3, P4x], levl: 3}",
+        "      |                         ^~~~",
     ]
     assert "Traceback" not in err
 
@@ -60,7 +69,7 @@ def test_validate_reports_every_spec_and_fails_if_one_fails(capsys, tmp_path):
     code, out, err = _run(capsys, "validate", "fpn", str(path))
     assert code == 2
     assert out.splitlines() == [f"{pyramidgraph.bundled_specs()['fpn']}: ok (13 nodes, 5 outputs)"]
-    assert err.splitlines() == [f"{path}:8:19: nodes.P3.from[1]: unknown input or node 'P4x'; did you mean 'P4'?"]
+    assert issue_lines(err) == [f"{path}:8:19: nodes.P3.from[1]: unknown input or node 'P4x'; did you mean 'P4'?"]
 
 
 def test_validate_unreadable_bytes_exit_2(capsys, tmp_path):
@@ -68,7 +77,7 @@ def test_validate_unreadable_bytes_exit_2(capsys, tmp_path):
     path.write_bytes(b"pyramidgraph: 1\nname: caf\xe9\n")
     code, _out, err = _run(capsys, "validate", str(path))
     assert code == 2
-    assert err.splitlines() == [f"{path}:2:10: <spec>: byte 0xe9 is not valid UTF-8; save the file as UTF-8"]
+    assert issue_lines(err) == [f"{path}:2:10: <spec>: byte 0xe9 is not valid UTF-8; save the file as UTF-8"]
 
 
 def test_validate_missing_spec_exit_2(capsys):
@@ -99,7 +108,7 @@ def test_compile_summary_for_bifpn(capsys):
         "  out P5_out       (1, 64, 16, 16)  stride 32",
         "  out P6_out       (1, 64, 8, 8)  stride 64",
         "  out P7_out       (1, 64, 4, 4)  stride 128",
-        "  parameters: 194,745",
+        "  parameters: 194,361",
     ]
 
 
@@ -128,9 +137,9 @@ def test_compile_square_image_and_repeated_params(capsys):
     assert lines[0] == "bifpn: 3 inputs -> 5 outputs, image 64x64"
     assert lines[4] == "  out P3_out       (1, 8, 8, 8)  stride 8"
     # one cell at width 8: 8 post nodes of (dw 3x3 + pw 1x1 + bn) and 19 fusion weights;
-    # P4 and P5 projected twice each in the cell, P5 once more for P6
+    # P4 and P5 projected (1x1 conv without bias + BN) twice each in the cell, P5 once more for P6
     per_cell = 8 * (9 * 8 + 8 * 8 + 2 * 8) + 19
-    projections = 2 * (16 * 8 + 3 * 8) + 3 * (32 * 8 + 3 * 8)
+    projections = 2 * (16 * 8 + 2 * 8) + 3 * (32 * 8 + 2 * 8)
     assert lines[-1] == f"  parameters: {per_cell + projections:,}"
 
 
@@ -147,7 +156,7 @@ def test_compile_errors_exit_2(capsys):
     code, out, err = _run(capsys, "compile", "bifpn", "--param", "chanels=8")
     assert code == 2
     assert out == ""
-    assert err.splitlines() == [f"{pyramidgraph.bundled_specs()['bifpn']}:6:3: params: unknown parameter 'chanels'; did you mean 'channels'?"]
+    assert issue_lines(err) == [f"{pyramidgraph.bundled_specs()['bifpn']}:29:3: params: unknown parameter 'chanels'; did you mean 'channels'?"]
 
 
 @pytest.mark.parametrize(

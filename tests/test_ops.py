@@ -61,6 +61,7 @@ RESAMPLE_CASES = {
     "adaptive_pool": (DOWN, (2, 32, 2, 3)),
     "adaptive_maxpool": (DOWN, (2, 32, 2, 3)),
     "adaptive_avgpool": (DOWN, (2, 32, 2, 3)),
+    "downsample": (DOWN, (2, 32, 2, 3)),
     "conv": ({"level": 5, "channels": 16}, (2, 16, 2, 3)),
     "conv_bn_act": ({"level": 5, "channels": 16}, (2, 16, 2, 3)),
     "conv_module": ({"level": 5, "channels": 16}, (2, 16, 2, 3)),

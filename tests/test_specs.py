@@ -195,12 +195,13 @@ def _bifpn_params(cin: list[int], c: int, cells: int = 3) -> int:
     Each cell has 8 nodes with post ops (P6..P4_td, P3..P7_out): depthwise 3x3 (no bias),
     pointwise 1x1 (no bias), BN (weight+bias); and 19 fusion weights (2+2+2 top-down, 2 for
     P3_out, 3+3+3 for P4..P6_out, 2 for P7_out). A raw input narrower or wider than ``c`` is
-    projected (1x1 conv with bias + BN) each time cell 0 reads it: P3 once, every other input
-    twice; the first extra level (max pooling) projects the last input once more.
+    projected (1x1 conv without bias + BN, as EfficientDet-D0) each time cell 0 reads it: P3
+    once, every other input twice; the first extra level (max pooling) projects the last input
+    once more.
     """
 
     def project(ci: int) -> int:
-        return 0 if ci == c else ci * c + c + 2 * c
+        return 0 if ci == c else ci * c + 2 * c
 
     per_cell = 8 * (9 * c + c * c + 2 * c) + 19
     total = cells * per_cell + project(cin[0]) + 2 * sum(project(ci) for ci in cin[1:])
@@ -212,8 +213,8 @@ def _bifpn_params(cin: list[int], c: int, cells: int = 3) -> int:
 def test_bifpn_example_parameter_count():
     neck = pyramidgraph.compile("bifpn")
     assert neck.in_channels == [40, 112, 320]
-    assert _bifpn_params([40, 112, 320], 64) == 194_745
-    assert _count(neck) == 194_745
+    assert _bifpn_params([40, 112, 320], 64) == 194_361  # effdet's efficientdet_d0 BiFpn has as many
+    assert _count(neck) == 194_361
 
 
 @pytest.mark.parametrize("n", [3, 4, 5])
