@@ -11,6 +11,7 @@ problem with its file, line, column and spec path.
 
 from .compiler import Analysis, analyze, compile, load, validate
 from .errors import Issue, SpecError
+from .info import NeckCost, neck_info
 from .library import bundled_specs
 from .module import PyramidNeck, ShapeSpec
 from .schema import spec_schema
@@ -20,10 +21,12 @@ __version__ = "0.1.0"
 __all__ = [
     "Analysis",
     "Issue",
+    "NeckCost",
     "PyramidNeck",
     "ShapeSpec",
     "SpecError",
     "analyze",
+    "neck_info",
     "bundled_specs",
     "compile",
     "load",

@@ -1,7 +1,8 @@
 """The ``pyramidgraph`` command: validate, compile, list, list-ops, schema.
 
-Spec problems print one ``file:line:col: path: message`` line each on stderr and exit with 2;
-nothing a user writes in a spec produces a traceback.
+Spec problems print one ``file:line:col: path: message`` line each on stderr (followed by the
+YAML line and a caret, see :mod:`.diagnostics`) and exit with 2; nothing a user writes in a
+spec produces a traceback.
 """
 
 from __future__ import annotations
@@ -55,6 +56,13 @@ def _common(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def report(exc: SpecError, args: argparse.Namespace) -> None:
+    """Print ``exc``'s issues on stderr: located lines with the YAML source and a caret (see :mod:`.diagnostics`)."""
+    from .diagnostics import format_issues, use_color
+
+    print(format_issues(exc.issues, color=use_color(getattr(args, "color", "auto"), sys.stderr)), file=sys.stderr)
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from .compiler import analyze
 
@@ -64,7 +72,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         try:
             analysis = analyze(spec, common["in_channels"], image=common["image"], params=common["params"])
         except SpecError as exc:
-            print(str(exc), file=sys.stderr)
+            report(exc, args)
             failed = True
             continue
         print(f"{analysis.doc.file}: ok ({len(analysis.flat.nodes)} nodes, {len(analysis.flat.outputs)} outputs)")
@@ -93,6 +101,34 @@ def cmd_compile(args: argparse.Namespace) -> int:
     for name, tensor, stride in zip(neck.output_names, values, neck.strides):
         print(f"  out {name:<12} {tuple(tensor.shape)}  stride {stride}")
     print(f"  parameters: {params:,}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Per-node level, stride, width, size, parameters and MACs (see :mod:`.info`), as a table or JSON."""
+    from .info import neck_info
+
+    common = _common(args)
+    cost = neck_info(args.spec, common["in_channels"], image=common["image"], params=common["params"])
+    print(cost.to_json() if args.json else cost.table())
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    """Draw the spec (see :mod:`.render`): DOT text on stdout, or the file -o names (format from its suffix)."""
+    from .render import GraphvizMissing, render, save
+
+    common = _common(args)
+    graph = render(args.spec, common["in_channels"], image=common["image"], params=common["params"], lowered=args.lowered, expand=args.expand)
+    if args.output is None:
+        sys.stdout.write(graph.source)
+        return 0
+    try:
+        fmt = save(graph, args.output)
+    except (GraphvizMissing, ValueError) as exc:
+        print(f"pyramidgraph render: {exc}", file=sys.stderr)
+        return EXIT_SPEC_ERROR
+    print(f"wrote {args.output} ({fmt})")
     return 0
 
 
@@ -163,6 +199,19 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_new(args: argparse.Namespace) -> int:
+    """Scaffold ``NAME.yaml`` from a bundled spec (comments kept) or the from-scratch template."""
+    from .library import find_bundled
+    from .scaffold import write_scaffold
+
+    path = write_scaffold(args.name, args.source, args.out, force=args.force)
+    print(f"wrote {path}")
+    if find_bundled(args.name) is not None:
+        print(f"note: '{args.name}' is also a bundled spec; name yours by its path ({path})")
+    print(f"next: edit it, then `pyramidgraph validate {path}` and `pyramidgraph compile {path} --code`")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pyramidgraph", description="Detector necks as YAML graphs, compiled to torch.fx.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -183,6 +232,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--code", action="store_true", help="print the generated forward code")
     p.set_defaults(run=cmd_compile)
 
+    p = sub.add_parser("info", help="per-node level, stride, channels, size, parameters and multiply-adds, with totals")
+    p.add_argument("spec", metavar="SPEC")
+    spec_options(p)
+    p.add_argument("--json", action="store_true", help='print {"nodes": [...], "total": {"params": ..., "macs": ...}} instead of a table')
+    p.set_defaults(run=cmd_info)
+
+    p = sub.add_parser("render", help="draw a spec: levels as rows, stages as columns (DOT on stdout, or -o file.svg|.png|.pdf|.dot)")
+    p.add_argument("spec", metavar="SPEC")
+    spec_options(p)
+    p.add_argument("-o", "--output", metavar="FILE", help="write FILE; the format comes from its suffix: .svg, .png, .pdf (these need Graphviz's dot), .dot (default: DOT text on stdout)")
+    p.add_argument("--expand", action="store_true", help="draw every repetition of repeated blocks (default: each block once, titled 'x N')")
+    p.add_argument("--lowered", action="store_true", help="draw the lowered IR: every op the compiler emits, with its output shape")
+    p.set_defaults(run=cmd_render)
+
     p = sub.add_parser("list", help="list the bundled specs")
     p.set_defaults(run=cmd_list)
 
@@ -197,8 +260,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="directory for neck.yaml (and neck.pt with --weights)")
     p.set_defaults(run=cmd_convert)
 
+    p = sub.add_parser("new", help="write NAME.yaml, an editable copy of a bundled spec or a commented template")
+    p.add_argument("name", metavar="NAME", help="the spec's name; the file is NAME.yaml")
+    p.add_argument("--from", dest="source", metavar="SPEC", help="bundled spec (bifpn, fpn, ...) or file to start from (default: a commented 3-level FPN template)")
+    p.add_argument("--out", default=".", metavar="DIR", help="directory to write to (default: the current one)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing NAME.yaml")
+    p.set_defaults(run=cmd_new)
+
     p = sub.add_parser("schema", help="print the JSON Schema of the spec format")
     p.set_defaults(run=cmd_schema)
+
+    from .diagnostics import COLOR_MODES
+
+    color_help = "colour error messages: auto (when stderr is a terminal and NO_COLOR is unset), always or never"
+    parser.add_argument("--color", choices=COLOR_MODES, default="auto", help=color_help)
+    for command in {id(p): p for p in sub.choices.values()}.values():  # also after the command; SUPPRESS keeps a value given before it
+        command.add_argument("--color", choices=COLOR_MODES, default=argparse.SUPPRESS, help=color_help)
     return parser
 
 
@@ -207,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except SpecError as exc:
-        print(str(exc), file=sys.stderr)
+        report(exc, args)
         return EXIT_SPEC_ERROR
     except BrokenPipeError:  # pragma: no cover - `pyramidgraph schema | head`
         return 0

@@ -105,6 +105,7 @@ def compile(
     input_names: Sequence[str] | None = None,
     output_names: Sequence[str] | None = None,
     return_type: str | None = None,
+    feature_info: Any = None,
     **param_overrides: Any,
 ) -> PyramidNeck:
     """Compile a spec to a :class:`PyramidNeck` (a ``torch.fx.GraphModule``).
@@ -114,11 +115,19 @@ def compile(
     (``compile("bifpn", channels=88)``) or with ``params=`` for names that clash with these
     arguments. ``image`` is used only for the size checks. ``input_names``, ``output_names``
     and ``return_type`` rename the neck's interface without touching the spec (to match the
-    feature names of a backbone or the outputs a detector head expects). Raises
-    :class:`SpecError`.
+    feature names of a backbone or the outputs a detector head expects). ``feature_info``
+    (a timm backbone's, see :mod:`pyramidgraph.adapters.timm`) gives the input widths and
+    levels instead of ``in_channels``. Raises :class:`SpecError`.
     """
     overrides = dict(params or {}, **param_overrides)
+    if feature_info is not None:
+        from .adapters.timm import check_feature_levels, feature_info_arguments
+
+        spec = load(spec)
+        in_channels, overrides = feature_info_arguments(spec, feature_info, in_channels, overrides)
     analysis = analyze(spec, in_channels, image=image, params=overrides)
+    if feature_info is not None:
+        check_feature_levels(analysis, feature_info)
     unknown = [p for p in passes if p not in PASSES]
     if unknown:
         raise SpecError([Issue(analysis.doc.file, 0, 0, "passes", f"unknown pass '{p}'{did_you_mean(p, PASSES)}") for p in unknown])

@@ -107,6 +107,18 @@ class OutputDecl:
 
 
 @dataclass
+class IncludeInput:
+    """An input of an included spec and what the including spec feeds it (``include: ..., inputs:``)."""
+
+    name: str  # the input's name inside the included spec
+    level: int  # the level the included spec declares for it
+    ref: str  # what the including spec passes
+    where: Where  # the entry of the include's ``inputs`` list
+    scope: Scope = field(repr=False)
+    source: str | None = None  # ``ref`` resolved: a node or input id
+
+
+@dataclass
 class FlatSpec:
     """A spec with everything evaluated: what validation and lowering work on."""
 
@@ -120,6 +132,7 @@ class FlatSpec:
     return_type: str
     image: tuple[int, int] | None
     example: dict[str, Any]
+    include_inputs: list[IncludeInput] = field(default_factory=list)
 
 
 class _Bad(Exception):
@@ -148,6 +161,11 @@ class _Alias:
     ref: str
 
 
+class _IncludeAlias(_Alias):
+    """An included spec's input: an outer ref that does not resolve is reported where the
+    include lists it, not at every node of the included spec that reads the input."""
+
+
 class _Broken:
     """A node or block that could not be expanded: its problem is reported already, so
     references to it resolve to nothing without a second message."""
@@ -161,6 +179,7 @@ class _BlockOutputs:
     outputs: list[str]
     refs: dict[str, str] = field(default_factory=dict)
     """Output name -> reference inside ``last`` (an included spec's outputs), if different."""
+    what: str = "block"
 
 
 class _Expander:
@@ -178,6 +197,7 @@ class _Expander:
         self.pending_outputs: list[tuple[_Expander, OutputDecl, Scope]] = []  # included specs' outputs, checked at the end
         self.broken_inputs: list[re.Pattern] = []  # input keys whose expansion failed (reported)
         self.input_names: set[str] = set()
+        self.include_inputs: list[IncludeInput] = []  # every include's inputs, checked at the end
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -475,30 +495,40 @@ class _Expander:
             raise _Bad()
         refs = self.expand_list(body.get("inputs", []), env, where + ("inputs",))
         params = self.ev(body.get("params") or {}, env, where + ("params",))
+        declared = doc.data.get("params") or {}
+        unknown = [key for key in params if key not in declared or key in BUILTIN_PARAMS]
+        for key in unknown:
+            hint = " (it is derived from the inputs)" if key in BUILTIN_PARAMS else did_you_mean(key, declared) or (f"; its parameters are {', '.join(declared)}" if declared else "; it declares none")
+            self.fail(where + ("params", key), f"'{ref}' has no parameter '{key}' to set{hint}", key=True)
+        if unknown:
+            raise _Bad()
         sub = _Expander(doc, [None] * len(refs), params, None)
         sub.issues, sub.nodes, sub.edges = self.issues, self.nodes, self.edges
         sub.include_stack = self.include_stack + [str(path)]
         sub.pending_outputs = self.pending_outputs
+        sub.include_inputs = self.include_inputs
         sub.node_count = self.node_count
         sub_env = sub.params(doc.data)
         inputs: list[InputDecl] = []
         for key, input_body in doc.data["inputs"].items():
             input_where = Where(("inputs", key), ("inputs", key))
             for input_env in sub.bindings(input_body, sub_env, input_where):
-                inputs.append(InputDecl(sub.ev_name(key, input_env, input_where), 0, None, input_where))
+                level = sub.ev_int(input_body["level"], input_env, input_where + ("level",), "level", 0, MAX_LEVEL)
+                inputs.append(InputDecl(sub.ev_name(key, input_env, input_where), level, None, input_where))
         if len(refs) != len(inputs):
             raise self.fail(where + ("inputs",), f"'{ref}' takes {len(inputs)} inputs ({', '.join(d.name for d in inputs)}), got {len(refs)}")
         inner = Scope(scope, f"{scope.prefix}{name}.")
         for decl, (outer_ref, w) in zip(inputs, refs):
             if not isinstance(outer_ref, str):
                 raise self.fail(w, f"expected a name, got {outer_ref!r}")
-            inner.names[decl.name] = _Alias(scope, outer_ref)
+            inner.names[decl.name] = _IncludeAlias(scope, outer_ref)
+            self.include_inputs.append(IncludeInput(decl.name, decl.level, outer_ref, w, scope))
         defaults = sub.defaults(doc.data, sub_env)
         sub.expand_scope(doc.data["nodes"], sub_env, Where(("nodes",), ("nodes",), doc), inner, f"{module_prefix}{name}.", defaults, shared_block)
         self.node_count = sub.node_count
         outputs = outputs_of(sub, doc.data, sub_env, inner, resolve=False)
         self.pending_outputs.extend((sub, o, inner) for o in outputs)
-        scope.names[name] = _BlockOutputs(inner, [o.name for o in outputs], {o.name: o.ref for o in outputs})
+        scope.names[name] = _BlockOutputs(inner, [o.name for o in outputs], {o.name: o.ref for o in outputs}, "included spec")
 
     def expand_node(self, name: str, body: dict, env: dict[str, Any], where: Where, scope: Scope, module_prefix: str, defaults: dict, shared_block: str | None) -> None:
         self.node_count += 1
@@ -619,6 +649,8 @@ class _Expander:
         target = current.names[head]
         if isinstance(target, _Broken):
             return True
+        if isinstance(target, _IncludeAlias) and self.resolve(target.ref, target.scope) is None:
+            return True  # reported at the include's inputs
         if isinstance(target, _Alias):
             return self._reads_broken(target.ref, target.scope, depth + 1)
         if isinstance(target, _BlockOutputs):
@@ -651,7 +683,7 @@ class _Expander:
             return  # a key that failed to expand (reported) may have been meant to make it
         if isinstance(target, _BlockOutputs):
             rest = base[len(head) + 1 :]
-            message = f"block '{head}' has no output '{rest}'{did_you_mean(rest, target.outputs)} (its outputs: {', '.join(target.outputs)})"
+            message = f"{target.what} '{head}' has no output '{rest}'{did_you_mean(rest, target.outputs)} (its outputs: {', '.join(target.outputs)})"
         elif target is not None and "." in base:
             message = f"'{ref}': only '.pre' taps a node, and '{head}' is not a block"
         else:
@@ -697,11 +729,15 @@ def expand(doc: Document, in_channels: Any = None, params: Mapping[str, Any] | N
     for sub, output, inner in ex.pending_outputs:
         if sub.resolve(output.ref, inner) is None:
             sub.unknown(output.ref, inner, output.where, "output")
+    for bound in ex.include_inputs:
+        bound.source = ex.resolve(bound.ref, bound.scope)
+        if bound.source is None:
+            ex.unknown(bound.ref, bound.scope, bound.where, "input or node")
     outputs = outputs_of(ex, data, env, root)
     return_type = data.get("return", "tuple")
     image = _image(ex, doc, image)
     name = data.get("name") or (doc.file.rsplit("/", 1)[-1].rsplit(".", 1)[0] if doc.file.endswith((".yaml", ".yml")) else "neck")
-    flat = FlatSpec(name, data.get("doc", ""), doc.file, env, inputs, ex.nodes, outputs, return_type, image, data.get("example") or {})
+    flat = FlatSpec(name, data.get("doc", ""), doc.file, env, inputs, ex.nodes, outputs, return_type, image, data.get("example") or {}, ex.include_inputs)
     return flat, ex.issues
 
 

@@ -66,6 +66,9 @@ def check_graph(doc: Document, flat: FlatSpec, reachability: bool = True) -> lis
         issues.append(closing.where.issue(doc, f"cycle: {' -> '.join(cycle)}; a node cannot depend on itself"))
     if issues or not reachability:
         return issues
+    issues += _check_include_levels(doc, flat)
+    if issues:  # an include fed at the wrong levels makes the wrong nodes; what is unused follows from that
+        return issues
     used: set[str] = set()
     for output in flat.outputs:
         if output.source:
@@ -75,10 +78,47 @@ def check_graph(doc: Document, flat: FlatSpec, reachability: bool = True) -> lis
         return issues
     for node in flat.nodes.values():
         if node.id not in used and node.id not in cyclic:
-            issues.append(node.where.issue(doc, f"node '{node.id}' does not reach any output; remove it or list it in outputs", key=True))
+            if node.where.doc is not None:  # inside an included spec: its file is not the user's to edit
+                message = f"node '{node.id}' of an included spec does not reach any output; use the included spec's outputs, or turn unused ones off with its params"
+            else:
+                message = f"node '{node.id}' does not reach any output; remove it or list it in outputs"
+            issues.append(node.where.issue(doc, message, key=True))
     for decl in flat.inputs:
         if decl.name not in used and not decl.optional:
             issues.append(decl.where.issue(doc, f"input '{decl.name}' is not used by any output; remove it, read it from a node, or mark it optional: true", key=True))
+    return issues
+
+
+def node_levels(flat: FlatSpec) -> dict[str, int]:
+    """The level of every input and node: its own ``level``, else its first source's (as lowering)."""
+    levels = {decl.name: decl.level for decl in flat.inputs}
+    g = dataflow(flat)
+    for node_id in topological_order(g):
+        node = flat.nodes.get(node_id)
+        if node is None or node_id in levels:
+            continue
+        first = node.edges[0].source if node.edges else None
+        level = node.level if node.level is not None else levels.get(base_of(first)) if first else None
+        if level is not None:
+            levels[node_id] = level
+    return levels
+
+
+def _check_include_levels(doc: Document, flat: FlatSpec) -> list[Issue]:
+    """An included spec's inputs must be fed maps at the levels it declares: its other levels
+    (extra levels, a gather level) are computed from its parameters, and would silently disagree."""
+    if not flat.include_inputs:
+        return []
+    levels = node_levels(flat)
+    issues = []
+    for bound in flat.include_inputs:
+        got = levels.get(base_of(bound.source)) if bound.source else None
+        if got is not None and got != bound.level:
+            issues.append(
+                bound.where.issue(
+                    doc, f"'{bound.ref}' is at level {got}, but the included spec's input '{bound.name}' is at level {bound.level}; set the included spec's level parameters (e.g. first_level) to match"
+                )
+            )
     return issues
 
 

@@ -24,10 +24,16 @@ __all__ = ["PyramidNeck", "ShapeSpec", "NeckInfo"]
 
 @dataclass(frozen=True)
 class ShapeSpec:
-    """Width and stride of one feature map (detectron2's ``ShapeSpec``)."""
+    """Width and stride of one feature map (detectron2's ``ShapeSpec``).
+
+    ``height`` and ``width`` exist because detectron2's has them; a neck accepts any image
+    size, so they stay None.
+    """
 
     channels: int
     stride: int
+    height: int | None = None
+    width: int | None = None
 
 
 @dataclass
