@@ -70,5 +70,8 @@ class Downsample(ResampleOp):
         kwargs = {"mode": self.mode}
         if self.align_corners is not None:
             kwargs["align_corners"] = self.align_corners
-        size = e.size_of(args[1]) if self.by == "size" else e.call_function(ceil_size, e.size_of(args[0]), self.stride)
+        if self.by == "size":
+            size = e.size_of(args[1])
+        else:  # named after the source, so that the op's own name stays with the resized map
+            size = e.graph.create_node("call_function", ceil_size, (e.size_of(args[0]), self.stride), {}, name=f"{args[0].name}_size_by{self.stride}")
         return e.call_function(F.interpolate, args[0], size=size, **kwargs)
