@@ -31,6 +31,28 @@ def register_neck(neck_type: str):
     return decorate
 
 
+def used_inputs(kind: str, cfg: Mapping[str, Any], num_ins: int) -> tuple[int, int, int]:
+    """``(start, used, num_outs)`` from ``start_level``/``end_level``/``num_outs``, as every
+    mmdetection neck with those arguments reads them: ``end_level`` is an inclusive input index
+    (``-1``: the last input), and with an explicit ``end_level`` no extra levels are added."""
+    num_outs = int(cfg["num_outs"])
+    start = int(cfg.get("start_level", 0))
+    end = int(cfg.get("end_level", -1))
+    if not 0 <= start < num_ins:
+        raise ConversionError(MMDetNecks.source, f"{kind}: start_level {start} is not an input index (0..{num_ins - 1})")
+    if end in (-1, num_ins - 1):
+        backbone_end = num_ins
+        if num_outs < num_ins - start:
+            raise ConversionError(MMDetNecks.source, f"{kind}: num_outs {num_outs} is less than the {num_ins - start} inputs used")
+    else:
+        if not start <= end < num_ins:
+            raise ConversionError(MMDetNecks.source, f"{kind}: end_level {end} must be -1 or an input index from start_level {start} to {num_ins - 1}")
+        backbone_end = end + 1
+        if num_outs != end - start + 1:
+            raise ConversionError(MMDetNecks.source, f"{kind}: with end_level {end}, num_outs must be {end - start + 1}, got {num_outs}")
+    return start, backbone_end - start, num_outs
+
+
 def _levels(strides: list[int]) -> list[int]:
     levels = [s.bit_length() - 1 for s in strides]
     if any(2**level != s for level, s in zip(levels, strides)):

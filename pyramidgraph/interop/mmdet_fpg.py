@@ -39,7 +39,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from .base import Conversion, ConversionError, KeyMap
-from .mmdet import MMDetNecks, register_neck
+from .mmdet import MMDetNecks, register_neck, used_inputs
 from .mmdet_fpn import ACTS
 from .mmdet_nasfpn import mmcv_norm
 
@@ -233,25 +233,10 @@ def convert_fpg(cfg: Mapping[str, Any], strides: list[int]) -> Conversion:
     in_channels = _int_list(cfg["in_channels"], "in_channels")
     num_ins = len(in_channels)
     out_channels = int(cfg["out_channels"])
-    num_outs = int(cfg["num_outs"])
     stack_times = int(cfg["stack_times"])
-    start = int(cfg.get("start_level", 0))
-    end = int(cfg.get("end_level", -1))
     if stack_times < 0:
         raise _fail(f"stack_times must be >= 0, got {stack_times}")
-    if not 0 <= start < num_ins:
-        raise _fail(f"start_level {start} is not an input index (0..{num_ins - 1})")
-    if end in (-1, num_ins - 1):
-        backbone_end = num_ins
-        if num_outs < num_ins - start:
-            raise _fail(f"num_outs {num_outs} is less than the {num_ins - start} inputs used")
-    else:
-        if not start <= end < num_ins:
-            raise _fail(f"end_level {end} must be -1 or an input index from start_level {start} to {num_ins - 1}")
-        backbone_end = end + 1
-        if num_outs != end - start + 1:
-            raise _fail(f"with end_level {end}, num_outs must be {end - start + 1}, got {num_outs}")
-    used = backbone_end - start
+    start, used, num_outs = used_inputs("FPG", cfg, num_ins)
 
     inter = cfg.get("inter_channels")
     if inter is None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from .base import Conversion, ConversionError, KeyMap
-from .mmdet import MMDetNecks, register_neck
+from .mmdet import MMDetNecks, register_neck, used_inputs
 from .mmdet_nasfpn import mmcv_norm
 
 SOURCE = MMDetNecks.source
@@ -98,27 +98,12 @@ def _convert(cfg: Mapping[str, Any], strides: list[int], kind: str) -> Conversio
         raise _fail(kind, f"unknown arguments {sorted(unknown)}")
     in_channels = [int(c) for c in cfg["in_channels"]]
     num_ins = len(in_channels)
-    num_outs = int(cfg["num_outs"])
-    start = int(cfg.get("start_level", 0))
-    end = int(cfg.get("end_level", -1))
-    if not 0 <= start < num_ins:
-        raise _fail(kind, f"start_level {start} is not an input index (0..{num_ins - 1})")
-    if end in (-1, num_ins - 1):
-        backbone_end = num_ins
-        if num_outs < num_ins - start:
-            raise _fail(kind, f"num_outs {num_outs} is less than the {num_ins - start} inputs used")
-    else:
-        if not start <= end < num_ins:
-            raise _fail(kind, f"end_level {end} must be -1 or an input index from start_level {start} to {num_ins - 1}")
-        backbone_end = end + 1
-        if num_outs != end - start + 1:
-            raise _fail(kind, f"with end_level {end}, num_outs must be {end - start + 1}, got {num_outs}")
+    start, used, num_outs = used_inputs(kind, cfg, num_ins)
     extra_convs = cfg.get("add_extra_convs", False)
     if not isinstance(extra_convs, (bool, str)) or extra_convs not in EXTRA_CONVS:
         raise _fail(kind, f"add_extra_convs must be a bool, 'on_input', 'on_lateral' or 'on_output', got {extra_convs!r}")
     if cfg.get("conv_cfg") not in (None, {"type": "Conv2d"}, {"type": "Conv"}):
         raise _fail(kind, f"conv_cfg {cfg['conv_cfg']!r} is not supported (plain Conv2d only)")
-    used = backbone_end - start
     extra_levels = num_outs - used
     extra_from = EXTRA_CONVS[extra_convs]
     norm = mmcv_norm(cfg.get("norm_cfg"), kind)

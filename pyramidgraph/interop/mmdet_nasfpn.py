@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from .base import Conversion, ConversionError, KeyMap
-from .mmdet import MMDetNecks, register_neck
+from .mmdet import MMDetNecks, register_neck, used_inputs
 
 SOURCE = MMDetNecks.source
 
@@ -67,27 +67,12 @@ def convert_nasfpn(cfg: Mapping[str, Any], strides: list[int]) -> Conversion:
     in_channels = list(cfg["in_channels"])
     num_ins = len(in_channels)
     first_level = input_levels(strides, num_ins, "NASFPN")
-    num_outs = int(cfg["num_outs"])
     stack_times = int(cfg["stack_times"])
-    start = int(cfg.get("start_level", 0))
-    end = int(cfg.get("end_level", -1))
-    if not 0 <= start < num_ins:
-        raise ConversionError(SOURCE, f"NASFPN: start_level {start} is not an input index (0..{num_ins - 1})")
-    if end in (-1, num_ins - 1):
-        backbone_end = num_ins
-        if num_outs < num_ins - start:
-            raise ConversionError(SOURCE, f"NASFPN: num_outs {num_outs} < {num_ins - start} inputs used")
-    else:
-        if not start <= end < num_ins:
-            raise ConversionError(SOURCE, f"NASFPN: end_level {end} must be -1 or an input index from start_level {start} to {num_ins - 1}")
-        backbone_end = end + 1
-        if num_outs != end - start + 1:
-            raise ConversionError(SOURCE, f"NASFPN: with end_level {end}, num_outs must be {end - start + 1}, got {num_outs}")
+    start, used, num_outs = used_inputs("NASFPN", cfg, num_ins)
     if num_outs != 5:
         raise ConversionError(SOURCE, f"NASFPN: the reference's forward unpacks exactly five levels (p3..p7), so num_outs must be 5, got {num_outs}")
     if stack_times < 0:
         raise ConversionError(SOURCE, f"NASFPN: stack_times must be >= 0, got {stack_times}")
-    used = backbone_end - start
     norm = mmcv_norm(cfg.get("norm_cfg"), "NASFPN")
     base = first_level + start
     params: dict[str, Any] = {
