@@ -35,6 +35,11 @@ ACTIVATIONS = {
 ActName = Literal["relu", "relu6", "silu", "gelu", "sigmoid", "tanh", "hardswish", "mish", "leaky_relu"]
 
 
+def out_width(out: int | None, channels: int | None, x_channels: int) -> int:
+    """A width-changing op's output width: its own ``out``, else the node's ``channels``, else unchanged."""
+    return out if out is not None else channels if channels is not None else x_channels
+
+
 def resolve_padding(kernel: int, padding: Padding, dilation: int = 1) -> int | str:
     return dilation * (kernel - 1) // 2 if padding is None else padding
 

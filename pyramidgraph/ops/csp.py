@@ -31,7 +31,7 @@ from torch import nn
 
 from ..shape import FeatureShape, ShapeError
 from .base import POST, RESAMPLE, PostOp, ResampleOp
-from .common import ActName, Padding, build_conv, emit_act, emit_conv, window_out
+from .common import ActName, Padding, build_conv, emit_act, emit_conv, out_width, window_out
 
 __all__ = ["ConvBnAct", "StridedConvBnAct", "C2f", "CSPLayer", "emit_conv_bn_act"]
 
@@ -70,10 +70,6 @@ def _check_groups(name: str, groups: int, cin: int, cout: int) -> None:
         raise ShapeError(f"{name} with groups={groups} needs widths divisible by it, got {cin} -> {cout}")
 
 
-def _out_width(out: int | None, channels: int | None, x_channels: int) -> int:
-    return out if out is not None else channels if channels is not None else x_channels
-
-
 @POST.register("conv_bn_act", conv_bn_act1x1={"kernel": 1}, conv_bn_act3x3={"kernel": 3})
 @dataclass(frozen=True)
 class ConvBnAct(PostOp):
@@ -98,7 +94,7 @@ class ConvBnAct(PostOp):
         return f"{'dw' if self.depthwise else ''}conv{self.kernel}x{self.kernel}-bn-{self.act or 'linear'}"
 
     def infer(self, x, channels):
-        width = _out_width(self.out, channels, x.channels)
+        width = out_width(self.out, channels, x.channels)
         _check_groups("conv_bn_act", self.groups, x.channels, width)
         return x.with_(channels=width, size=window_out(x.size, self.kernel, 1, self.padding))
 
@@ -184,7 +180,7 @@ class C2f(PostOp):
         return f"C2f x{self.blocks}"
 
     def infer(self, x, channels):
-        width = _out_width(self.out, channels, x.channels)
+        width = out_width(self.out, channels, x.channels)
         hidden = int(width * self.expansion)
         _check_blocks("c2f", self.blocks, hidden, self.kernel)
         if self.blocks:
@@ -233,7 +229,7 @@ class CSPLayer(PostOp):
         return f"CSP x{self.blocks}"
 
     def infer(self, x, channels):
-        width = _out_width(self.out, channels, x.channels)
+        width = out_width(self.out, channels, x.channels)
         _check_blocks("csp", self.blocks, int(width * self.expansion), self.kernel)
         return x.with_(channels=width)
 

@@ -7,11 +7,7 @@ from typing import Literal
 
 from ..shape import ShapeError
 from .base import POST, PostOp
-from .common import ActName, Init, Padding, build_conv, build_norm, check_norm, emit_act, emit_conv, window_out
-
-
-def _out_width(out: int | None, channels: int | None, x_channels: int) -> int:
-    return out if out is not None else channels if channels is not None else x_channels
+from .common import ActName, Init, Padding, build_conv, build_norm, check_norm, emit_act, emit_conv, out_width, window_out
 
 
 @POST.register("conv", conv1x1={"kernel": 1}, conv3x3={"kernel": 3})
@@ -34,7 +30,7 @@ class Conv(PostOp):
         return f"conv{self.kernel}x{self.kernel}"
 
     def infer(self, x, channels):
-        width = _out_width(self.out, channels, x.channels)
+        width = out_width(self.out, channels, x.channels)
         if x.channels % self.groups or width % self.groups:
             raise ShapeError(f"conv with groups={self.groups} needs widths divisible by it, got {x.channels} -> {width}")
         return x.with_(channels=width, size=window_out(x.size, self.kernel, 1, self.padding, self.dilation))
@@ -63,7 +59,7 @@ class SeparableConv(PostOp):
         return f"sepconv{self.kernel}x{self.kernel}"
 
     def infer(self, x, channels):
-        width = _out_width(self.out, channels, x.channels)
+        width = out_width(self.out, channels, x.channels)
         return x.with_(channels=width, size=window_out(x.size, self.kernel, 1, self.padding))
 
     def emit(self, e, args, shapes, out):
