@@ -17,9 +17,11 @@ What is drawn:
 * a box per input (grey, square corners) and per spec node, filled with the colour of its
   fusion op (white: one input, nothing to fuse) and labelled with its name and post ops
   (``silu · sepconv3x3 · bn``); outputs have a double border; a legend lists what is used;
-* an edge per ``from`` entry, labelled with its resample chain (``1x1 proj → maxpool /2``;
-  no label when the map passes as it is; ``.pre`` when it reads the tap before the post ops),
-  coloured by direction: top-down blue, bottom-up red, along a level grey;
+* a line per ``from`` entry, coloured by direction (top-down blue, bottom-up red, along a level
+  grey) and labelled with its resample chain (``1x1 proj → maxpool /2``; no label when the map
+  passes as it is; ``.pre`` when it reads the tap before the post ops). The label is a small
+  text node the line runs through (``#label_N``), pinned just left of the node the line feeds,
+  because neato puts edge labels over the line or far from its ends (:func:`_label_positions`);
 * a repeated block once, in a dashed box titled ``cell x3``: its repetition 0, fed by what the
   block's inputs name. The edges that carry repetition k's outputs into repetition k+1 are left
   out (they would all run backwards across the cell; "x3" says it), and a node after the block
@@ -71,8 +73,7 @@ FORMATS: dict[str, str] = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": 
 """Output file suffixes :func:`save` understands, and the format each means."""
 
 INSTALL_HINT = (
-    "install Graphviz, which provides it: `apt-get install graphviz` (Debian/Ubuntu), `brew install graphviz` (macOS) "
-    "or `conda install -c conda-forge graphviz`; DOT text needs no Graphviz (-o diagram.dot, or no -o)"
+    "install Graphviz, which provides it: `apt-get install graphviz` (Debian/Ubuntu), `brew install graphviz` (macOS) or `conda install -c conda-forge graphviz`; DOT text needs no Graphviz (-o diagram.dot, or no -o)"
 )
 
 _FONT = "Helvetica"
@@ -134,7 +135,7 @@ def save(graph: graphviz.Digraph, path: str | os.PathLike) -> str:
     try:
         data = graph.pipe(format=fmt)
     except graphviz.ExecutableNotFound:
-        raise GraphvizMissing(f"writing {fmt.upper()} needs Graphviz's `{graph.engine}` program, which is not on PATH; {INSTALL_HINT}") from None
+        raise GraphvizMissing(f"writing {fmt.upper()} needs Graphviz, and its `{graph.engine}` program is not on PATH; {INSTALL_HINT}") from None
     target.write_bytes(data)
     return fmt
 
@@ -302,10 +303,7 @@ def _cluster_extents(boxes: list[_Box]) -> dict[str, tuple[set[str], tuple[int, 
     for box in boxes:
         for key, _ in box.clusters:
             members.setdefault(key, []).append(box)
-    return {
-        key: ({b.name for b in inside}, (min(b.level for b in inside), max(b.level for b in inside)), (min(b.column for b in inside), max(b.column for b in inside)))
-        for key, inside in members.items()
-    }
+    return {key: ({b.name for b in inside}, (min(b.level for b in inside), max(b.level for b in inside)), (min(b.column for b in inside), max(b.column for b in inside))) for key, inside in members.items()}
 
 
 def _feeds(name: str, members: set[str], readers: dict[str, list[str]]) -> bool:
@@ -465,8 +463,8 @@ def _spec_diagram(analysis: Analysis, expand: bool) -> graphviz.Digraph:
                 sub.attr(label=title, style="rounded,dashed", color="#888888", fontsize="12", labeljust="l", margin="12")
                 emit(sub, inside, depth + 1)
                 # neato sizes a box to its members and writes the title over whatever is at its
-                # top: an invisible member above the top row keeps the title's place free
-                left = min(centres[b.name][0] - (_text_width(b.label, _CHAR) + _BOX_MARGIN) / 2 for b in inside)
+                # top: an empty member above the top row keeps the title's place free
+                left = min(centres[b.name][0] - _box_width(b) / 2 for b in inside)
                 top = max(centres[b.name][1] for b in inside) + 0.45 + 0.3 * (max(len(b.clusters) for b in inside) - depth - 1)
                 width = len(title) * _TITLE_CHAR
                 sub.node(f"#title_{key}", "", shape="plaintext", style="", width=f"{width:.2f}", height="0.2", fixedsize="true", pos=_pos(left + width / 2, top))
