@@ -113,5 +113,6 @@ def register_reference(cls: type[Reference]) -> type[Reference]:
 
 def reference_for(source: str) -> Reference:
     if source not in REFERENCES:
-        raise ConversionError(source, f"unknown reference '{source}'{did_you_mean(source, REFERENCES)}; known: {', '.join(sorted(REFERENCES))}")
+        hint = did_you_mean(source, REFERENCES) or f"; known: {', '.join(sorted(REFERENCES))}"
+        raise ConversionError(source, f"unknown reference '{source}'{hint}")
     return REFERENCES[source]
