@@ -44,7 +44,7 @@ import torch.fx
 from torch import nn
 
 from .codegen import Emitter
-from .compiler import SpecSource, analyze
+from .compiler import SpecSource, analyze, load
 from .ir import IRGraph
 from .loader import Document
 from .passes import DEFAULT_PASSES, PASSES, run_passes
@@ -138,9 +138,11 @@ def neck_info(
     """Level, stride, width, size, parameters and MACs of every node of ``spec`` (see the module
     docstring for what is counted). ``in_channels`` and ``image`` default to the spec's
     ``example``; ``params`` overrides spec parameters. Raises :class:`SpecError`."""
-    analysis = analyze(spec, in_channels, image=image, params=params)
-    if analysis.flat.image is None:
-        analysis = analyze(analysis.doc, in_channels, image=DEFAULT_IMAGE, params=params)
+    doc = load(spec)
+    example = doc.data.get("example") if isinstance(doc.data, dict) else None
+    if image is None and not (isinstance(example, dict) and example.get("image")):
+        image = DEFAULT_IMAGE  # decided before analysing, so the spec is analysed once
+    analysis = analyze(doc, in_channels, image=image, params=params)
     ir = run_passes(analysis.ir, [PASSES[p] for p in DEFAULT_PASSES])
     costs = op_costs(ir)
     per_node: dict[str, list[OpCost]] = {}
