@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import issue_lines
 
 import pyramidgraph
 from pyramidgraph.cli import main
@@ -41,9 +42,6 @@ def cli_line(file: str, expectation: str) -> str:
     return f"{file}: {rest.lstrip()}" if line == "0" else f"{file}:{line}:{col}:{rest}"
 
 
-def issue_lines(err: str) -> list[str]:
-    """The issue lines the CLI prints, without the quoted YAML lines and carets under them (indented)."""
-    return [line for line in err.splitlines() if not line.startswith(" ")]
 
 
 def test_corpus_is_large_and_every_case_states_its_errors():

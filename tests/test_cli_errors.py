@@ -11,22 +11,11 @@ import subprocess
 import sys
 
 import pytest
+from cli_helpers import BROKEN
 
 from pyramidgraph.cli import main
 from pyramidgraph.diagnostics import format_issue, format_issues, use_color
 from pyramidgraph.errors import Issue
-
-BROKEN = """\
-pyramidgraph: 1
-inputs:
-  C3: {level: 3, channels: 8}
-  C4: {level: 4, channels: 8}
-defaults: {channels: 8}
-nodes:
-  P4: {from: [C4], post: [bnn]}
-  P3: {from: [C3, P4x], levl: 3}
-outputs: [P3, P4]
-"""
 
 BOLD, RED, GREEN, RESET = "\033[1m", "\033[31m", "\033[32m", "\033[0m"
 
