@@ -199,6 +199,25 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_docs(args: argparse.Namespace) -> int:
+    """Print an installed guide (``docs/*.md`` of the repository), or list them."""
+    from .library import guide_dir
+
+    guides = {p.stem: p for p in sorted(guide_dir().glob("*.md"))}
+    if args.topic is None:
+        for name, path in guides.items():
+            print(f"{name:<12} {path.read_text(encoding='utf-8').splitlines()[0].lstrip('# ')}")
+        return 0
+    if args.topic not in guides:
+        from .errors import did_you_mean
+
+        hint = did_you_mean(args.topic, guides) or f"; guides: {', '.join(guides)}"
+        raise SpecError([Issue("<command line>", 0, 0, "docs", f"no guide '{args.topic}'{hint}")])
+    path = guides[args.topic]
+    print(path if args.path else path.read_text(encoding="utf-8"), end="\n" if args.path else "")
+    return 0
+
+
 def cmd_new(args: argparse.Namespace) -> int:
     """Scaffold ``NAME.yaml`` from a bundled spec (comments kept) or the from-scratch template."""
     from .library import find_bundled
@@ -266,6 +285,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=".", metavar="DIR", help="directory to write to (default: the current one)")
     p.add_argument("--force", action="store_true", help="overwrite an existing NAME.yaml")
     p.set_defaults(run=cmd_new)
+
+    p = sub.add_parser("docs", help="print an installed guide: spec (the language reference), specs (the bundled specs' parameters), cookbook")
+    p.add_argument("topic", nargs="?", help="the guide to print (default: list them)")
+    p.add_argument("--path", action="store_true", help="print the guide's file path instead of its text")
+    p.set_defaults(run=cmd_docs)
 
     p = sub.add_parser("schema", help="print the JSON Schema of the spec format")
     p.set_defaults(run=cmd_schema)

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import os
-from importlib import resources
 from pathlib import Path
 
-__all__ = ["bundled_specs", "find_bundled", "spec_summary"]
+__all__ = ["bundled_specs", "find_bundled", "spec_summary", "guide_dir"]
+
+_PACKAGE = Path(__file__).parent
 
 
 def _spec_dir() -> Path:
-    try:
-        installed = Path(str(resources.files("pyramidgraph.specs")))
-        if installed.is_dir() and any(installed.glob("*.yaml")):
-            return installed
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return Path(__file__).resolve().parent.parent / "specs"
+    """``pyramidgraph/specs``: a folder in a wheel or sdist install, a link to the repository's
+    ``specs/`` in a checkout. pip always installs unpacked, so a plain path is enough (and
+    ``importlib.resources`` would hand back a ``MultiplexedPath`` for this data-only package)."""
+    return _PACKAGE / "specs"
+
+
+def guide_dir() -> Path:
+    """``pyramidgraph/guide``: the installed copy of ``docs/*.md`` (``pyramidgraph docs``)."""
+    return _PACKAGE / "guide"
 
 
 def bundled_specs() -> dict[str, Path]:

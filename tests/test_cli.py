@@ -212,3 +212,22 @@ def test_no_command_is_a_usage_error(capsys):
         main([])
     assert info.value.code == 2
     assert "usage: pyramidgraph" in capsys.readouterr().err
+
+
+# -- docs ------------------------------------------------------------------------------------
+
+
+def test_docs_lists_prints_and_locates_the_installed_guides(capsys):
+    from pathlib import Path
+
+    repo_docs = Path(__file__).resolve().parents[1] / "docs"
+    code, out, _ = _run(capsys, "docs")
+    assert code == 0
+    assert [line.split()[0] for line in out.splitlines()] == sorted(p.stem for p in repo_docs.glob("*.md"))
+    code, out, _ = _run(capsys, "docs", "spec")
+    assert code == 0 and out == (repo_docs / "spec.md").read_text(encoding="utf-8")
+    code, out, _ = _run(capsys, "docs", "cookbook", "--path")
+    assert code == 0 and Path(out.strip()).read_text(encoding="utf-8") == (repo_docs / "cookbook.md").read_text(encoding="utf-8")
+    code, out, err = _run(capsys, "docs", "spex")
+    assert (code, out) == (2, "")
+    assert err.splitlines()[0] == "<command line>: docs: no guide 'spex'; did you mean 'spec'?"
