@@ -34,6 +34,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from recorded import SHARED, load_case
 from torch import nn
 
 import pyramidgraph
@@ -41,7 +42,7 @@ from pyramidgraph.cli import build_parser, main
 
 COOKBOOK = Path(__file__).resolve().parents[1] / "docs" / "cookbook.md"
 FENCE = re.compile(r"^```(\w*)\s*$")
-TV_RECORDING = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "tv_fpn_maxpool.pt"
+TV_RECORDING = SHARED / "tv_fpn_maxpool.pt"
 
 
 @dataclass
@@ -222,9 +223,8 @@ def torchvision_or_stand_in(monkeypatch):
             monkeypatch.setitem(sys.modules, module.__name__, module)
 
 
-@pytest.mark.skipif(not TV_RECORDING.is_file(), reason="the torchvision recording is in the shared fixtures")
 def test_stand_in_computes_what_torchvision_computes():
-    case = torch.load(TV_RECORDING, weights_only=False)
+    case = load_case(TV_RECORDING)
     config = case["config"]
     assert config["extra_blocks"] == "LastLevelMaxPool"
     stand_in = _FeaturePyramidNetwork(config["in_channels_list"], config["out_channels"], _LastLevelMaxPool())

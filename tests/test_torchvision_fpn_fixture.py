@@ -5,17 +5,16 @@ issue; this one check pins the core's numerics (lateral 1x1, nearest top-down by
 output convs, max-pool P6) against a recording of torchvision itself.
 """
 
-from pathlib import Path
-
 import torch
+from recorded import SHARED, load_case
 
 import pyramidgraph
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "tv_fpn_maxpool.pt"
+FIXTURE = SHARED / "tv_fpn_maxpool.pt"
 
 
 def test_fpn_spec_reproduces_torchvision_fpn_with_maxpool():
-    case = torch.load(FIXTURE, weights_only=False)
+    case = load_case(FIXTURE)
     config = case["config"]
     assert config["extra_blocks"] == "LastLevelMaxPool"
     neck = pyramidgraph.compile("fpn", config["in_channels_list"], channels=config["out_channels"]).eval()

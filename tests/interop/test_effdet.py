@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from recorded import load_case, shared_cases, shared_index
 
 import pyramidgraph
 from pyramidgraph.errors import SpecError
@@ -25,9 +26,9 @@ from pyramidgraph.interop import conversion, from_reference
 from pyramidgraph.interop.effdet import DEFAULT_CONFIG, MODEL_CONFIGS, effdet_config
 
 HERE = Path(__file__).resolve().parent
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
-INDEX = {case["id"]: case for case in json.loads((SHARED / "index.json").read_text())} if (SHARED / "index.json").exists() else {}
-CASES = [SHARED / f"{name}.pt" for name in ("effdet_bifpn", "effdet_tf_bifpn") if (SHARED / f"{name}.pt").exists()] + sorted((HERE / "fixtures").glob("effdet_*.pt"))
+INDEX = shared_index()
+LOCAL_CASES = sorted((HERE / "fixtures").glob("effdet_*.pt"))
+CASES = shared_cases(["effdet_bifpn", "effdet_tf_bifpn"]) + [pytest.param(p, id=p.stem) for p in LOCAL_CASES]
 BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 SOURCE = "effdet.BiFpn"
 
@@ -43,14 +44,14 @@ def reference_params(case: dict) -> int:
 
 
 def test_every_recorded_case_is_tested():
-    assert len(CASES) >= 17
+    assert len(LOCAL_CASES) >= 15 and len(CASES) >= 17
     recorded = {case["id"] for case in json.loads((HERE / "fixtures" / "effdet_cases.json").read_text())}
     assert recorded == {p.stem for p in (HERE / "fixtures").glob("effdet_*.pt")}
 
 
-@pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
+@pytest.mark.parametrize("path", CASES)
 def test_fixture_is_reproduced(path: Path):
-    case = torch.load(path, weights_only=False)
+    case = load_case(path)
     neck = from_reference(case["source"], case["config"], case["state_dict"]).eval()
     assert sum(p.numel() for p in neck.parameters()) == reference_params(case)
     assert len(neck.state_dict()) == len(case["state_dict"])
@@ -200,7 +201,7 @@ def test_image_64_max_pooling_of_1x1_levels_is_accepted():
 
 
 def test_state_dict_must_fit_exactly():
-    case = torch.load(CASES[0], weights_only=False)
+    case = load_case(LOCAL_CASES[0])
     state = dict(case["state_dict"])
     state.pop(next(k for k in state if k.endswith("edge_weights")))
     with pytest.raises(SpecError, match="gets no value from the reference"):

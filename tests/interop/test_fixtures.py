@@ -1,24 +1,35 @@
 """Every recorded reference case is reproduced: same weights in, same numbers out.
 
-Loops over every ``*.pt`` in ../shared/fixtures and in tests/interop/fixtures, so a fixture
-dropped there is tested with no code change.
+Loops over every ``*.pt`` in ../shared/fixtures (when it is beside the checkout) and in
+tests/interop/fixtures, so a fixture dropped there is tested with no code change. The
+repository's own recordings alone cover every reference source and neck type the converters
+support, so a fresh clone without ../shared still tests parity with each of them.
 """
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from pathlib import Path
 
 import pytest
 import torch
+from recorded import LOCAL, SHARED, SHARED_MISSING, have_shared, load_case, shared_cases, shared_index
 
 from pyramidgraph.interop import from_reference
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
-LOCAL = Path(__file__).resolve().parent / "fixtures"
-CASES = sorted(SHARED.glob("*.pt")) + sorted(LOCAL.glob("*.pt"))
-INDEX = {case["id"]: case for case in json.loads((SHARED / "index.json").read_text())}
+CASES = shared_cases() + [pytest.param(p, id=p.stem) for p in sorted(LOCAL.glob("*.pt"))]
+INDEX = shared_index()
+SUPPORTED = {
+    ("torchvision.FeaturePyramidNetwork", "FeaturePyramidNetwork"),
+    ("mmdet", "FPN"),
+    ("mmdet", "PAFPN"),
+    ("mmdet", "NASFPN"),
+    ("mmdet", "BFP"),
+    ("mmdet", "FPG"),
+    ("mmdet", "YOLOXPAFPN"),
+    ("effdet.BiFpn", "BiFpn"),
+    ("ultralytics.yolov8-neck", "yolov8"),
+}
 
 
 def _returns_list(case: dict) -> bool:
@@ -27,13 +38,27 @@ def _returns_list(case: dict) -> bool:
     return case["source"] == "effdet.BiFpn" or (case["source"] == "mmdet" and case["config"]["necks"][-1]["type"] == "FPG")
 
 
+def _kinds(case: dict) -> set[tuple[str, str]]:
+    """(source, neck type) pairs a recorded case exercises."""
+    source = case["source"]
+    if source == "mmdet":
+        return {(source, neck["type"]) for neck in case["config"]["necks"]}
+    return {(source, {"torchvision.FeaturePyramidNetwork": "FeaturePyramidNetwork", "effdet.BiFpn": "BiFpn"}.get(source, "yolov8"))}
+
+
+@pytest.mark.skipif(not have_shared(), reason=SHARED_MISSING)
 def test_the_shared_fixtures_are_there():
     assert len(list(SHARED.glob("*.pt"))) >= 12
 
 
-@pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
+def test_the_repositorys_own_recordings_cover_every_supported_reference():
+    covered = set().union(*(_kinds(torch.load(p, weights_only=False)) for p in LOCAL.glob("*.pt")))
+    assert SUPPORTED - covered == set()
+
+
+@pytest.mark.parametrize("path", CASES)
 def test_reference_case_is_reproduced(path: Path):
-    case = torch.load(path, weights_only=False)
+    case = load_case(path)
     neck = from_reference(case["source"], case["config"], case["state_dict"]).eval()
     reference_params = INDEX[case["id"]]["num_params"] if case["id"] in INDEX else case.get("num_params")
     if reference_params is not None:

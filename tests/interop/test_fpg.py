@@ -15,22 +15,21 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-import json
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
+from recorded import load_case, shared_cases, shared_index
 
 from pyramidgraph.errors import SpecError
 from pyramidgraph.interop import conversion, from_reference
 from pyramidgraph.ops import POST, RESAMPLE
 
 HERE = Path(__file__).resolve().parent
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
-INDEX = {case["id"]: case for case in json.loads((SHARED / "index.json").read_text())} if (SHARED / "index.json").exists() else {}
-CASES = ([SHARED / "mmdet_fpg.pt"] if (SHARED / "mmdet_fpg.pt").exists() else []) + sorted((HERE / "fixtures").glob("mmdet_fpg_*.pt"))
+INDEX = shared_index()
 PACKED = HERE / "data" / "mmdet_fpg_paper9_tiny.packed.pt"
+CASES = shared_cases(["mmdet_fpg"]) + [pytest.param(p, id=p.name.split(".")[0]) for p in sorted((HERE / "fixtures").glob("mmdet_fpg_*.pt")) + [PACKED]]
 BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 
 
@@ -42,7 +41,7 @@ def _unpack(path: Path) -> dict:
 
 
 def _load(path: Path) -> dict:
-    return _unpack(path) if path.name.endswith(".packed.pt") else torch.load(path, weights_only=False)
+    return _unpack(path) if path.name.endswith(".packed.pt") else load_case(path)
 
 
 def close(ours: torch.Tensor, ref: torch.Tensor) -> bool:
@@ -55,7 +54,7 @@ def reference_params(case: dict) -> int:
     return sum(v.numel() for k, v in case["state_dict"].items() if not k.endswith(BUFFERS))
 
 
-@pytest.mark.parametrize("path", CASES + [PACKED], ids=[p.name.split(".")[0] for p in CASES + [PACKED]])
+@pytest.mark.parametrize("path", CASES)
 def test_fixture_is_reproduced(path: Path):
     case = _load(path)
     neck = from_reference(case["source"], case["config"], case["state_dict"]).eval()

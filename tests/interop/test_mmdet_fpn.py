@@ -10,17 +10,16 @@ reference rejects rejected here too.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
+from recorded import load_case, shared_cases, shared_index
 
 import pyramidgraph
 from pyramidgraph.errors import SpecError
 from pyramidgraph.interop import conversion, from_reference
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
 LOCAL = Path(__file__).resolve().parent / "fixtures"
 SHARED_CASES = ["mmdet_fpn", "mmdet_fpn_retina_on_input", "mmdet_pafpn"]
 LOCAL_CASES = [
@@ -37,19 +36,18 @@ LOCAL_CASES = [
     "mmdet_pafpn_end_level",
     "mmdet_fpn_start1_bfp",  # FPN ignoring C2, chained into BFP (Libra RetinaNet)
 ]
-CASES = [SHARED / f"{name}.pt" for name in SHARED_CASES] + [LOCAL / f"{name}.pt" for name in LOCAL_CASES]
+CASES = shared_cases(SHARED_CASES) + [pytest.param(LOCAL / f"{name}.pt", id=name) for name in LOCAL_CASES]
 
 
 def _num_params(case: dict) -> int:
     if "num_params" in case:
         return case["num_params"]
-    index = {entry["id"]: entry for entry in json.loads((SHARED / "index.json").read_text())}
-    return index[case["id"]]["num_params"]
+    return shared_index()[case["id"]]["num_params"]
 
 
-@pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
+@pytest.mark.parametrize("path", CASES)
 def test_reference_case_is_reproduced(path: Path):
-    case = torch.load(path, weights_only=False)
+    case = load_case(path)
     assert case["source"] == "mmdet" and case["config"]["necks"][0]["type"] in ("FPN", "PAFPN")
     neck = from_reference(case["source"], case["config"], case["state_dict"]).eval()
     assert sum(p.numel() for p in neck.parameters()) == _num_params(case)

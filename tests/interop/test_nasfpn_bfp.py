@@ -9,11 +9,11 @@ make_mmcv_ops.py beside it) checks the ``nonlocal`` modes and the merge-cell res
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
+from recorded import load_case, shared_cases, shared_index
 
 import pyramidgraph
 from pyramidgraph.errors import SpecError
@@ -22,11 +22,10 @@ from pyramidgraph.interop.mmdet import NECKS
 from pyramidgraph.ops.gates import merge_resize
 
 HERE = Path(__file__).resolve().parent
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
-INDEX = {case["id"]: case for case in json.loads((SHARED / "index.json").read_text())} if (SHARED / "index.json").exists() else {}
-CASES = [SHARED / f"{name}.pt" for name in ("mmdet_nasfpn", "mmdet_fpn_bfp_nonlocal")] + sorted(
-    p for pattern in ("mmdet_nasfpn_*.pt", "mmdet_bfp_*.pt", "mmdet_fpn_bfp_*.pt") for p in (HERE / "fixtures").glob(pattern)
-)
+INDEX = shared_index()
+CASES = shared_cases(["mmdet_nasfpn", "mmdet_fpn_bfp_nonlocal"]) + [
+    pytest.param(p, id=p.stem) for p in sorted(p for pattern in ("mmdet_nasfpn_*.pt", "mmdet_bfp_*.pt", "mmdet_fpn_bfp_*.pt") for p in (HERE / "fixtures").glob(pattern))
+]
 OPS = torch.load(HERE / "data" / "mmcv_ops.pt", weights_only=False)
 
 
@@ -34,9 +33,9 @@ def close(ours: torch.Tensor, ref: torch.Tensor) -> bool:
     return ours.shape == ref.shape and (ours - ref).abs().max().item() <= 1e-4 * max(1.0, ref.abs().max().item())
 
 
-@pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
+@pytest.mark.parametrize("path", CASES)
 def test_fixture_is_reproduced(path: Path):
-    case = torch.load(path, weights_only=False)
+    case = load_case(path)
     missing = [neck["type"] for neck in case["config"]["necks"] if neck["type"] not in NECKS]
     if missing:
         pytest.skip(f"no converter yet for {missing}")

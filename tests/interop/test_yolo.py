@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from recorded import load_case, shared_cases
 
 import pyramidgraph
 from pyramidgraph.errors import SpecError
 from pyramidgraph.interop import conversion, from_reference
 from pyramidgraph.interop.ultralytics import NECK
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
 LOCAL = Path(__file__).resolve().parent / "fixtures"
 
 REFERENCE_PARAMS = {
@@ -32,7 +32,7 @@ REFERENCE_PARAMS = {
     "mmdet_yolox_pafpn_4lvl_relu_bilinear": 9936,
     "mmdet_yolox_pafpn_noblocks_leaky": 1984,
 }
-CASES = [SHARED / "ultralytics_yolov8n_neck.pt", SHARED / "mmdet_yolox_pafpn.pt"] + [LOCAL / f"{name}.pt" for name in REFERENCE_PARAMS if name.startswith(("ultralytics_yolov8_", "mmdet_yolox_pafpn_"))]
+CASES = shared_cases(["ultralytics_yolov8n_neck", "mmdet_yolox_pafpn"]) + [pytest.param(LOCAL / f"{name}.pt", id=name) for name in REFERENCE_PARAMS if name.startswith(("ultralytics_yolov8_", "mmdet_yolox_pafpn_"))]
 
 
 def _reference_parameters(state_dict) -> int:
@@ -40,9 +40,9 @@ def _reference_parameters(state_dict) -> int:
     return sum(v.numel() for k, v in state_dict.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
 
 
-@pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
+@pytest.mark.parametrize("path", CASES)
 def test_reference_case_is_reproduced(path: Path):
-    case = torch.load(path, weights_only=False)
+    case = load_case(path)
     neck = from_reference(case["source"], case["config"], case["state_dict"]).eval()
     ours = sum(p.numel() for p in neck.parameters())
     assert ours == REFERENCE_PARAMS[case["id"]] == _reference_parameters(case["state_dict"])
