@@ -347,8 +347,22 @@ class _Expander:
             except _Bad:
                 self.broken_inputs.append(_template_pattern(key))
                 continue
+        self.check_input_levels(decls)
         self.bind_in_channels(decls, env)
         return decls
+
+    def check_input_levels(self, decls: list[InputDecl]) -> None:
+        """One input per level, finest first: ``in_channels`` and a list of feature maps are
+        matched to the inputs by position, and size references are taken per level, so a
+        repeated or out-of-order level would otherwise fail later as a raw size error."""
+        seen: dict[int, InputDecl] = {}
+        for previous, decl in zip([None, *decls], decls):
+            where = decl.where + ("level",)
+            if decl.level in seen:
+                self.fail(where, f"input '{decl.name}' is at level {decl.level}, as '{seen[decl.level].name}' is: each input needs a level of its own")
+            elif previous is not None and decl.level < previous.level:
+                self.fail(where, f"inputs go finest first: '{decl.name}' (level {decl.level}) is listed after '{previous.name}' (level {previous.level})")
+            seen.setdefault(decl.level, decl)
 
     def bind_in_channels(self, decls: list[InputDecl], env: dict[str, Any]) -> None:
         where, key = Where(("inputs",), ("inputs",)), True
