@@ -105,12 +105,37 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    """Per-node level, stride, width, size, parameters and MACs (see :mod:`.info`), as a table or JSON."""
+    """Per-node level, stride, width, size, parameters and MACs (see :mod:`.info`), as a table or
+    JSON; with ``--params``, the spec's parameters instead (read from the spec, nothing compiled)."""
+    if args.params:
+        return _print_params(args)
     from .info import neck_info
 
     common = _common(args)
     cost = neck_info(args.spec, common["in_channels"], image=common["image"], params=common["params"])
     print(cost.to_json() if args.json else cost.table())
+    return 0
+
+
+def _print_params(args: argparse.Namespace) -> int:
+    from .compiler import load
+    from .params import declarations, params_table
+    from .schema import check_schema
+
+    doc = load(args.spec)
+    issues = check_schema(doc)
+    if issues:
+        raise SpecError(issues)
+    decls = declarations(doc.data.get("params"))
+    if args.json:
+        print(json.dumps({"name": doc.data.get("name"), "file": doc.file, "params": [d.to_dict() | {"derived": d.derived} for d in decls.values()]}, indent=1))
+        return 0
+    name = doc.data.get("name") or doc.file
+    if not decls:
+        print(f"{name}: no parameters")
+        return 0
+    print(f"{name}: parameters (set with --param NAME=VALUE, or compile(spec, NAME=VALUE) in Python)\n")
+    print(params_table(decls), end="")
     return 0
 
 
@@ -254,7 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="per-node level, stride, channels, size, parameters and multiply-adds, with totals")
     p.add_argument("spec", metavar="SPEC")
     spec_options(p)
-    p.add_argument("--json", action="store_true", help='print {"nodes": [...], "total": {"params": ..., "macs": ...}} instead of a table')
+    p.add_argument("--json", action="store_true", help='print {"name", "image", "inputs", "outputs", "nodes": [...], "total": {"params": ..., "macs": ...}} instead of a table')
+    p.add_argument("--params", action="store_true", help="list the spec's parameters (default, type, allowed values, doc) instead; nothing is compiled")
     p.set_defaults(run=cmd_info)
 
     p = sub.add_parser("render", help="draw a spec: levels as rows, stages as columns (DOT on stdout, or -o file.svg|.png|.pdf|.dot)")

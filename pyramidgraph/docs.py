@@ -27,7 +27,7 @@ from .ops import REGISTRIES, FuseOp, Op, Registry, ResampleOp
 from .ops.base import _POSITIVE
 from .runtime import init_conv
 
-__all__ = ["ops_reference_markdown", "replace_ops_section", "main", "BEGIN_MARKER", "END_MARKER"]
+__all__ = ["ops_reference_markdown", "replace_ops_section", "specs_reference_markdown", "main", "BEGIN_MARKER", "END_MARKER"]
 
 BEGIN_MARKER = "<!-- ops:begin -->"
 END_MARKER = "<!-- ops:end -->"
@@ -143,9 +143,41 @@ def replace_ops_section(text: str) -> str:
     return pattern.sub(lambda _: section, text, count=1)
 
 
+def specs_reference_markdown() -> str:
+    """``docs/specs.md``: every bundled spec with its example backbone and a table of its
+    parameters (default, type, allowed values, doc), read from the specs' declarations."""
+    import yaml
+
+    from .library import bundled_specs
+    from .params import declarations, params_markdown
+
+    out = [
+        "# The bundled specs and their parameters",
+        "",
+        "Generated from the specs' `params:` declarations by `python3 -m pyramidgraph.docs --specs docs/specs.md`",
+        "(a test keeps it current). `pyramidgraph info NAME --params` prints the same for any spec, yours too.",
+        "Set a parameter with `--param NAME=VALUE` on the command line or `pyramidgraph.compile(NAME, NAME=VALUE)`;",
+        "a value outside its type, allowed values or range is refused where the parameter is declared.",
+    ]
+    for name, path in bundled_specs().items():
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        example = data.get("example") or {}
+        image = example.get("image")
+        out += ["", f"## `{name}`", "", _text(data.get("doc")), ""]
+        out.append(f"Example: `in_channels: {json.dumps(example.get('in_channels'))}`" + (f", image {image}" if image else "") + f"; `pyramidgraph compile {name}` builds it.")
+        out += [""] + params_markdown(declarations(data.get("params")))
+    return "\n".join(out) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python3 -m pyramidgraph.docs FILE...``: regenerate the op reference in each file."""
-    for name in argv if argv is not None else sys.argv[1:]:
+    """``python3 -m pyramidgraph.docs FILE... [--specs FILE]``: regenerate the op reference in
+    each FILE, and write the bundled specs' reference to the file after ``--specs``."""
+    names = list(argv if argv is not None else sys.argv[1:])
+    if "--specs" in names:
+        index = names.index("--specs")
+        Path(names[index + 1]).write_text(specs_reference_markdown(), encoding="utf-8")
+        del names[index : index + 2]
+    for name in names:
         path = Path(name)
         path.write_text(replace_ops_section(path.read_text(encoding="utf-8")), encoding="utf-8")
     return 0

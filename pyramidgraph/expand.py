@@ -22,6 +22,7 @@ from .errors import Issue, did_you_mean, format_path
 from .expr import ExprError, substitute
 from .loader import Document
 from .ops import FUSE, POST, RESAMPLE, FuseOp, OpError, PostOp, ResampleOp
+from .params import declarations
 from .schema import NAME_PATTERN
 
 __all__ = ["FlatSpec", "InputDecl", "NodeDecl", "EdgeDecl", "OutputDecl", "Where", "expand", "MAX_NODES", "MAX_REPEAT", "MAX_LEVEL", "MAX_CHANNELS"]
@@ -183,8 +184,9 @@ class _BlockOutputs:
 
 
 class _Expander:
-    def __init__(self, doc: Document, in_channels: Any, params: Mapping[str, Any], image: Any):
+    def __init__(self, doc: Document, in_channels: Any, params: Mapping[str, Any], image: Any, param_origins: Mapping[str, Where] | None = None):
         self.doc = doc
+        self.param_origins = dict(param_origins or {})  # where overrides were written (an include's params), if not in this spec
         self.issues: list[Issue] = []
         self.user_in_channels = in_channels
         self.user_params = dict(params)
@@ -311,19 +313,28 @@ class _Expander:
         # which have no place in the file) the spec's parameter list
         origin = {name: Where(("example", "params", name), ("example", "params", name)) for name in overrides}
         overrides.update(self.user_params)
-        origin.update({name: where for name in self.user_params})
+        origin.update({name: self.param_origins.get(name, where) for name in self.user_params})
         for name in overrides:
             if name in BUILTIN_PARAMS:
                 self.fail(origin[name], f"parameter '{name}' is derived from in_channels and cannot be set", key=origin[name] is not where)
             elif name not in declared:
                 hint = did_you_mean(name, declared) or (f"; the spec's parameters are {', '.join(declared)}" if declared else "; the spec declares none")
                 self.fail(origin[name], f"unknown parameter '{name}'{hint}", key=origin[name] is not where)
-        for name, default in declared.items():
+        for name, decl in declarations(declared).items():
             if name in BUILTIN_PARAMS:
                 self.fail(where + (name,), f"'{name}' is a built-in parameter (from in_channels); choose another name", key=True)
                 continue
+            at = where + (name,)  # a compile argument's problem is shown at the declaration
+            if name in overrides and origin[name] is not where:
+                at = origin[name]  # written in the example or at an include
+            elif name not in overrides and isinstance(declared[name], dict):
+                at = at + ("default",)
             try:
-                env[name] = self.ev(overrides[name], env, origin[name] if origin[name] is not where else where + (name,)) if name in overrides else self.ev(default, env, where + (name,))
+                value = self.ev(overrides[name] if name in overrides else decl.default, env, at)
+                problem = decl.problem(value)
+                if problem:
+                    raise self.fail(at, problem)
+                env[name] = value
             except _Bad:
                 self.failed_params.add(name)
                 continue
@@ -516,13 +527,17 @@ class _Expander:
             self.fail(where + ("params", key), f"'{ref}' has no parameter '{key}' to set{hint}", key=True)
         if unknown:
             raise _Bad()
-        sub = _Expander(doc, [None] * len(refs), params, None)
+        outer = where.doc or self.doc  # an override's problem is reported at the include's params entry
+        origins = {key: Where((where + ("params", key)).raw, (where + ("params", key)).shown, outer) for key in params}
+        sub = _Expander(doc, [None] * len(refs), params, None, origins)
         sub.issues, sub.nodes, sub.edges = self.issues, self.nodes, self.edges
         sub.include_stack = self.include_stack + [str(path)]
         sub.pending_outputs = self.pending_outputs
         sub.include_inputs = self.include_inputs
         sub.node_count = self.node_count
         sub_env = sub.params(doc.data)
+        if sub.failed_params:
+            raise _Bad()  # reported; expanding the included spec would only add follow-on errors
         inputs: list[InputDecl] = []
         for key, input_body in doc.data["inputs"].items():
             input_where = Where(("inputs", key), ("inputs", key))

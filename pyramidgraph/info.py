@@ -78,9 +78,20 @@ class NodeCost:
     """Spatial size ``(height, width)`` of the node's map for the image :class:`NeckCost` was computed for."""
     params: int
     macs: int
+    output: str | None = None
+    """The output name this node's map is returned under, or None."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "level": self.level, "stride": self.stride, "channels": self.channels, "size": list(self.size), "params": self.params, "macs": self.macs}
+        return {
+            "name": self.name,
+            "level": self.level,
+            "stride": self.stride,
+            "channels": self.channels,
+            "size": list(self.size),
+            "params": self.params,
+            "macs": self.macs,
+            "output": self.output,
+        }
 
 
 @dataclass(frozen=True)
@@ -97,15 +108,28 @@ class NeckCost:
     """Total multiply-accumulates for one image of size ``image``."""
     ops: dict[str, OpCost] = field(default_factory=dict, repr=False)
     """Cost of every IR op, by op (value) name, for finer views than nodes."""
+    outputs: list[tuple[str, str]] = field(default_factory=list)
+    """``(output name, node)`` in the order the neck returns them."""
 
     def to_dict(self) -> dict[str, Any]:
-        """The ``--json`` form: ``{"nodes": [...], "total": {"params": ..., "macs": ...}}``."""
-        return {"nodes": [n.to_dict() for n in self.nodes], "total": {"params": self.params, "macs": self.macs}}
+        """The ``--json`` form: the spec's name, the image, the inputs, the outputs (name and
+        node, in return order), every node (``output`` names the output it is, if any) and the
+        totals."""
+        return {
+            "name": self.name,
+            "image": list(self.image),
+            "inputs": [{"name": name, "channels": s.channels, "level": s.level, "stride": s.stride} for name, s in self.inputs],
+            "outputs": [{"name": name, "node": node} for name, node in self.outputs],
+            "nodes": [n.to_dict() for n in self.nodes],
+            "total": {"params": self.params, "macs": self.macs},
+        }
 
     def to_json(self) -> str:
         """:meth:`to_dict` as JSON text, one node per line (readable, and ``json.loads`` gives the dict back)."""
-        nodes = ",\n".join(f"  {json.dumps(n.to_dict())}" for n in self.nodes)
-        return f'{{"nodes": [\n{nodes}\n], "total": {json.dumps(self.to_dict()["total"])}}}'
+        data = self.to_dict()
+        head = ", ".join(f"{json.dumps(k)}: {json.dumps(data[k])}" for k in ("name", "image", "inputs", "outputs"))
+        nodes = ",\n".join(f"  {json.dumps(n)}" for n in data["nodes"])
+        return f'{{{head},\n"nodes": [\n{nodes}\n],\n"total": {json.dumps(data["total"])}}}'
 
     def table(self) -> str:
         """An aligned text table, one row per node and a totals row."""
@@ -149,11 +173,15 @@ def neck_info(
     for op in ir.ops:
         per_node.setdefault(op.meta["node"], []).append(costs[op.name])
     values = ir.values()
+    value_nodes = {value: node_id for node_id, value in ir.node_values.items()}
+    returned = {value: name for name, value in reversed(ir.outputs)}  # a map returned twice: its first name
     nodes = []
     for node_id in analysis.flat.nodes:
-        shape = values[ir.node_values[node_id]]
+        value = ir.node_values[node_id]
+        shape = values[value]
         spent = per_node.get(node_id, [])
-        nodes.append(NodeCost(node_id, shape.level, shape.stride, shape.channels, shape.size, sum(c.params for c in spent), sum(c.macs for c in spent)))
+        output = returned.get(value) if value_nodes.get(value) == node_id else None
+        nodes.append(NodeCost(node_id, shape.level, shape.stride, shape.channels, shape.size, sum(c.params for c in spent), sum(c.macs for c in spent), output))
     return NeckCost(
         name=analysis.flat.name,
         image=analysis.flat.image,
@@ -162,6 +190,7 @@ def neck_info(
         params=sum(c.params for c in costs.values()),
         macs=sum(c.macs for c in costs.values()),
         ops=costs,
+        outputs=[(name, value_nodes.get(value, value)) for name, value in ir.outputs],
     )
 
 

@@ -17,6 +17,7 @@ import yaml
 
 from .errors import Issue, SpecError, did_you_mean
 from .library import bundled_specs, find_bundled
+from .params import declarations
 from .schema import NAME_PATTERN
 
 __all__ = ["TEMPLATE", "LOCAL_SCHEMA", "package_schema", "scaffold_text", "schema_reference", "write_scaffold"]
@@ -155,13 +156,14 @@ def _other_backbone(file: str, text: str) -> str:
     data = data if isinstance(data, dict) else {}
     example = data.get("example") if isinstance(data.get("example"), dict) else {}
     widths = example.get("in_channels")
-    params = data.get("params") if isinstance(data.get("params"), dict) else {}
+    params = declarations(data.get("params")) if isinstance(data.get("params"), dict) else {}
+    channels = params["channels"].default if "channels" in params else None
     command, why = f"pyramidgraph compile {file}", []
     if isinstance(widths, list) and widths:
         command += " --in-channels " + ",".join(str(w) for w in widths)
         why.append("input widths (the example's: put your backbone's)")
-    if isinstance(params.get("channels"), int):
-        command += f" --param channels={2 * params['channels']}"
+    if isinstance(channels, int) and not isinstance(channels, bool):
+        command += f" --param channels={2 * channels}"
         why.append("a parameter override")
     return f"{command}  # {' and '.join(why)}" if why else command
 

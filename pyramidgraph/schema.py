@@ -22,6 +22,7 @@ import jsonschema
 from .errors import Issue, closest, did_you_mean
 from .loader import Document
 from .ops import REGISTRIES
+from .params import PARAM_KEYS, PARAM_TYPES
 
 __all__ = ["spec_schema", "check_schema", "FORMAT_VERSION", "SCHEMA_ID"]
 
@@ -204,6 +205,20 @@ def _build() -> str:
         },
         ["include", "inputs"],
     )
+    type_name = {"enum": [*PARAM_TYPES, None]}  # an unquoted null in a type list means "null"
+    param = _object(
+        PARAM_KEYS,
+        {
+            "default": {},
+            "type": {"anyOf": [type_name, {"type": "array", "items": type_name, "minItems": 1, "uniqueItems": True}]},
+            "choices": {"type": "array", "minItems": 1, "items": {"type": ["integer", "number", "string", "boolean", "null"]}},
+            "min": {"type": "number"},
+            "max": {"type": "number"},
+            "exclusive_min": {"type": "boolean"},
+            "doc": {"type": "string"},
+        },
+        ["default"],
+    )
     key_names = {"anyOf": [{"pattern": NAME_PATTERN}, {"pattern": r"\$"}]}
     top = _object(
         TOP_KEYS,
@@ -214,7 +229,7 @@ def _build() -> str:
             "params": {
                 "type": "object",
                 "propertyNames": {"pattern": NAME_PATTERN},
-                "additionalProperties": {"type": ["integer", "number", "string", "boolean", "array", "null"]},
+                "additionalProperties": {"if": {"type": "object"}, "then": {"$ref": "#/$defs/param"}, "else": {"type": ["integer", "number", "string", "boolean", "array", "null"]}},
             },
             "example": _object(
                 {"in_channels": "Input widths, finest first.", "image": "Image size: N or [H, W].", "params": "Parameter overrides for the example."},
@@ -256,6 +271,7 @@ def _build() -> str:
                     "else": {"if": {"type": "object", "required": ["include"]}, "then": {"$ref": "#/$defs/include"}, "else": {"$ref": "#/$defs/node"}},
                 },
             },
+            "param": param,
             "node": node,
             "block": block,
             "include": include,

@@ -47,9 +47,9 @@ def test_tiny_fpn_matches_a_count_by_hand():
     # P3: projection 4 -> 8 on 8x8 (4*8 + 8 = 40 params, 32*64 = 2,048 MACs),
     #     conv3x3 on 8x8: 584 params, 576*64 = 36,864 MACs.
     assert cost.nodes == [
-        NodeCost("P5", 5, 32, 8, (2, 2), 136 + 584, 512 + 2304),
-        NodeCost("P4", 4, 16, 8, (4, 4), 584, 9216),
-        NodeCost("P3", 3, 8, 8, (8, 8), 40 + 584, 2048 + 36864),
+        NodeCost("P5", 5, 32, 8, (2, 2), 136 + 584, 512 + 2304, output="P5"),
+        NodeCost("P4", 4, 16, 8, (4, 4), 584, 9216, output="P4"),
+        NodeCost("P3", 3, 8, 8, (8, 8), 40 + 584, 2048 + 36864, output="P3"),
     ]
     assert (cost.params, cost.macs) == (720 + 584 + 624, 2816 + 9216 + 38912) == (1928, 50944)
     assert cost.params == sum(p.numel() for p in pyramidgraph.compile(TINY_FPN, [4, 8, 16]).parameters())
@@ -78,9 +78,9 @@ outputs: [P3, P4, P5]
     assert conv(8, 8, 3, 5, 5, groups=8, bias=False) == (72, 1800)
     assert conv(8, 8, 3, 9, 9, groups=2, bias=False) == (288, 23328)
     assert cost.nodes == [
-        NodeCost("P5", 5, 32, 8, (3, 3), 584, 5184),
-        NodeCost("P4", 4, 16, 8, (5, 5), 2 + 72 + 72 + 16, 1800 + 1600),
-        NodeCost("P3", 3, 8, 8, (9, 9), 40 + 288, 2592 + 23328),
+        NodeCost("P5", 5, 32, 8, (3, 3), 584, 5184, output="P5"),
+        NodeCost("P4", 4, 16, 8, (5, 5), 2 + 72 + 72 + 16, 1800 + 1600, output="P4"),
+        NodeCost("P3", 3, 8, 8, (9, 9), 40 + 288, 2592 + 23328, output="P3"),
     ]
     assert (cost.params, cost.macs) == (1074, 34504)
     assert cost.params == sum(p.numel() for p in pyramidgraph.compile(spec, [4, 8]).parameters())
@@ -93,7 +93,7 @@ def test_non_local_block_counts_its_attention_products():
     # g, theta, phi: 1x1 8 -> 4 with bias: 3 * (32 + 4) = 108 params, 3 * 32 * 16 = 1,536 MACs.
     # theta^T phi: (16 x 4) @ (4 x 16) = 16*16*4 = 1,024 MACs; weights @ g: (16 x 16) @ (16 x 4) = 1,024.
     # conv_out 1x1 4 -> 8 with bias: 40 params, 32 * 16 = 512 MACs.
-    assert cost.nodes == [NodeCost("R", 3, 8, 8, (4, 4), 108 + 40, 1536 + 1024 + 1024 + 512)]
+    assert cost.nodes == [NodeCost("R", 3, 8, 8, (4, 4), 108 + 40, 1536 + 1024 + 1024 + 512, output="R")]
 
 
 def test_concat_strided_conv_bn_act_and_c2f_by_hand():
@@ -112,7 +112,7 @@ outputs: [Y]
     #   m.0.cv1, m.0.cv2: 3x3 4 -> 4 + BN: 144 + 8 params, 144*16 MACs each;
     #   cv2 1x1 (2 + 1) * 4 = 12 -> 8 + BN: 96 + 16 params, 96*16 MACs.
     c2f = (144 + 2 * 152 + 112, (128 + 2 * 144 + 96) * 16)
-    assert node == NodeCost("Y", 4, 16, 8, (4, 4), down[0] + c2f[0], down[1] + c2f[1])
+    assert node == NodeCost("Y", 4, 16, 8, (4, 4), down[0] + c2f[0], down[1] + c2f[1], output="Y")
     assert (node.params, node.macs) == (1152, 17408)
 
 
@@ -227,13 +227,30 @@ def test_cli_json(capsys, tmp_path):
     assert (code, err) == (0, "")
     # 64x32 image: C3 8x4, C4 4x2, C5 2x1.
     assert json.loads(out) == {
+        "name": "tiny",
+        "image": [64, 32],
+        "inputs": [
+            {"name": "C3", "channels": 4, "level": 3, "stride": 8},
+            {"name": "C4", "channels": 8, "level": 4, "stride": 16},
+            {"name": "C5", "channels": 16, "level": 5, "stride": 32},
+        ],
+        "outputs": [{"name": "P3", "node": "P3"}, {"name": "P4", "node": "P4"}, {"name": "P5", "node": "P5"}],
         "nodes": [
-            {"name": "P5", "level": 5, "stride": 32, "channels": 8, "size": [2, 1], "params": 720, "macs": 16 * 8 * 2 + 576 * 2},
-            {"name": "P4", "level": 4, "stride": 16, "channels": 8, "size": [4, 2], "params": 584, "macs": 576 * 8},
-            {"name": "P3", "level": 3, "stride": 8, "channels": 8, "size": [8, 4], "params": 624, "macs": 4 * 8 * 32 + 576 * 32},
+            {"name": "P5", "level": 5, "stride": 32, "channels": 8, "size": [2, 1], "params": 720, "macs": 16 * 8 * 2 + 576 * 2, "output": "P5"},
+            {"name": "P4", "level": 4, "stride": 16, "channels": 8, "size": [4, 2], "params": 584, "macs": 576 * 8, "output": "P4"},
+            {"name": "P3", "level": 3, "stride": 8, "channels": 8, "size": [8, 4], "params": 624, "macs": 4 * 8 * 32 + 576 * 32, "output": "P3"},
         ],
         "total": {"params": 1928, "macs": 256 + 1152 + 4608 + 1024 + 18432},
     }
+
+
+def test_json_names_outputs_returned_under_other_names_and_intermediate_nodes(capsys, tmp_path):
+    path = tmp_path / "renamed.yaml"
+    path.write_text(TINY_FPN.replace("outputs: [P3, P4, P5]", "outputs: {out3: P3, out5: P5}"), encoding="utf-8")
+    code, out, _ = _run(capsys, "info", str(path), "--in-channels", "4,8,16", "--image", "64", "--json")
+    data = json.loads(out)
+    assert data["outputs"] == [{"name": "out3", "node": "P3"}, {"name": "out5", "node": "P5"}]
+    assert [(n["name"], n["output"]) for n in data["nodes"]] == [("P5", "out5"), ("P4", None), ("P3", "out3")]
 
 
 def test_cli_defaults_to_the_spec_example_and_takes_params(capsys):

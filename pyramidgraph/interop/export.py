@@ -18,7 +18,8 @@ def converted_spec(plan: Conversion) -> dict[str, Any]:
     """
     data = dict(load(plan.spec).data) if not isinstance(plan.spec, Mapping) else dict(plan.spec)
     params = dict(data.get("params") or {})
-    params.update(plan.params)
+    for name, value in plan.params.items():  # a typed declaration keeps its type, allowed values and doc
+        params[name] = dict(params[name], default=value) if isinstance(params.get(name), Mapping) else value
     if params:
         data["params"] = params
     example: dict[str, Any] = {"in_channels": list(plan.in_channels)}

@@ -234,8 +234,15 @@ def test_spec_downsampling_makes_ceil_sizes(down: str, padding: str):
     assert [tuple(o.shape[-2:]) for o in outputs] == [(13, 10), (7, 5), (4, 3), (2, 2), (1, 1)]
 
 
-def test_spec_rejects_a_bad_order_and_padding():
-    with pytest.raises(SpecError, match="order_must_be_act_conv_bn_or_conv_bn_act"):
-        pyramidgraph.compile("bifpn", order="bn_conv_act")
-    with pytest.raises(SpecError, match="padding_must_be_symmetric_or_same"):
-        pyramidgraph.compile("bifpn", padding="valid")
+def test_spec_rejects_a_bad_order_and_padding_listing_the_allowed_values():
+    path = pyramidgraph.bundled_specs()["bifpn"]
+    lines = path.read_text().splitlines()
+    for name, value, message in [
+        ("order", "bn_conv_act", "parameter 'order' cannot be 'bn_conv_act'; allowed: 'act_conv_bn', 'conv_bn_act'; did you mean 'conv_bn_act'?"),
+        ("padding", "valid", "parameter 'padding' cannot be 'valid'; allowed: 'symmetric', 'same'"),
+    ]:
+        with pytest.raises(SpecError) as caught:
+            pyramidgraph.compile("bifpn", **{name: value})
+        (issue,) = caught.value.issues
+        line = next(i for i, text in enumerate(lines, 1) if text.startswith(f"  {name}: "))
+        assert (issue.file, issue.line, issue.col, issue.path, issue.message) == (str(path), line, len(name) + 5, f"params.{name}", message)

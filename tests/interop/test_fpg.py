@@ -25,6 +25,7 @@ from recorded import load_case, shared_cases, shared_index
 from pyramidgraph.errors import SpecError
 from pyramidgraph.interop import conversion, from_reference
 from pyramidgraph.ops import POST, RESAMPLE
+from pyramidgraph.params import declarations
 
 HERE = Path(__file__).resolve().parent
 INDEX = shared_index()
@@ -118,7 +119,7 @@ def test_paper_config_is_the_bundled_default():
     assert plan.spec == "fpg" and plan.return_type == "list"
     from pyramidgraph.compiler import load
 
-    defaults = load("fpg").data["params"]
+    defaults = {name: decl.default for name, decl in declarations(load("fpg").data["params"]).items()}
 
     def ops(registry, items):
         """The ops, with stride and padding left to the compiler filled in (stride 1 here; symmetric padding)."""

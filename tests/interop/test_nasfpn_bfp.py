@@ -181,8 +181,8 @@ def test_gate_first_max_is_the_tensorflow_global_attention():
 def test_gate_takes_two_inputs():
     spec = {
         "pyramidgraph": 1,
-        "inputs": {"A": {"level": 3}, "B": {"level": 3}, "C": {"level": 3}},
-        "nodes": {"M": {"from": ["A", "B", "C"], "fuse": "gate"}},
+        "inputs": {"A": {"level": 3}, "B": {"level": 4}, "C": {"level": 5}},
+        "nodes": {"M": {"level": 3, "from": ["A", "B", "C"], "fuse": "gate"}},
         "outputs": ["M"],
     }
     with pytest.raises(SpecError, match="exactly two inputs"):

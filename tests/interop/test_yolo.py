@@ -128,9 +128,11 @@ def test_yolov8_converter_refuses_other_graphs(config, message):
         conversion("ultralytics.yolov8-neck", config)
 
 
-def test_unknown_scale_in_the_spec_is_an_error():
-    with pytest.raises(SpecError, match="scale_row"):
+def test_unknown_scale_in_the_spec_is_an_error_listing_the_scales():
+    with pytest.raises(SpecError) as caught:
         pyramidgraph.validate("yolov8", scale="q")
+    (issue,) = caught.value.issues
+    assert (issue.path, issue.message) == ("params.scale", "parameter 'scale' cannot be 'q'; allowed: 'n', 's', 'm', 'l', 'x'")
 
 
 def _yolox(**config) -> dict:
