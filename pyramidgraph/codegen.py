@@ -5,7 +5,7 @@ modules under the op's module path (reusing them for shared blocks) and names gr
 after spec nodes, so the generated ``code`` reads like a hand-written neck::
 
     def forward(self, features):
-        inputs = pyramidgraph_runtime_unpack_features(features, ('C3', 'C4', 'C5'))
+        inputs = pyramidgraph_contract_check_inputs(features)
         c3 = inputs[0]
         ...
         p4_td_from_p5 = torch.nn.functional.interpolate(p5_td, size = getattr(c4, 'shape')[-2:], mode = 'nearest')
@@ -21,6 +21,7 @@ from typing import Any, Callable
 import torch.fx
 from torch import nn
 
+from .contract import InputContract
 from .ir import IRGraph, IROp
 from .runtime import unpack_features
 
@@ -65,14 +66,20 @@ class Emitter:
         return self._sizes[value]
 
 
-def emit_graph(ir: IRGraph) -> tuple[torch.fx.Graph, dict[str, nn.Module]]:
-    """The fx graph and the modules (by qualified name) that implement ``ir``."""
+def emit_graph(ir: IRGraph, contract: InputContract | None = None) -> tuple[torch.fx.Graph, dict[str, nn.Module]]:
+    """The fx graph and the modules (by qualified name) that implement ``ir``.
+
+    With a ``contract`` the forward starts by checking its inputs against it
+    (:meth:`InputContract.check_inputs`); without one it only unpacks them."""
     graph = torch.fx.Graph()
     modules: dict[str, nn.Module] = {}
     emitter = Emitter(graph, modules)
     features = graph.placeholder("features")
     names = tuple(name for name, _ in ir.external_inputs())
-    unpacked = graph.create_node("call_function", unpack_features, (features, names), {}, name="inputs")
+    if contract is not None:
+        unpacked = graph.create_node("call_function", contract.check_inputs, (features,), {}, name="inputs")
+    else:
+        unpacked = graph.create_node("call_function", unpack_features, (features, names), {}, name="inputs")
     env: dict[str, torch.fx.Node] = {}
     for index, (name, _shape) in enumerate(ir.inputs):
         env[name] = graph.create_node("call_function", operator.getitem, (unpacked, index), {}, name=_var(name))

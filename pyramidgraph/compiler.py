@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from .codegen import emit_graph
 from .errors import Issue, SpecError, did_you_mean
 from .expand import FlatSpec, expand
 from .graph import check_graph
 from .ir import IRGraph
 from .library import bundled_specs, find_bundled
 from .loader import Document, load_document
-from .module import NeckInfo, PyramidNeck
 from .passes import DEFAULT_PASSES, PASSES, run_passes
 from .schema import check_schema
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .module import PyramidNeck
 
 __all__ = ["compile", "validate", "analyze", "load", "Analysis", "SpecSource"]
 
@@ -39,6 +40,10 @@ class Analysis:
     doc: Document
     flat: FlatSpec
     ir: IRGraph
+
+    def __repr__(self) -> str:
+        """One line (the dataclass's own repr would print the whole document and IR)."""
+        return f"Analysis({self.flat.name!r}: {len(self.flat.inputs)} inputs, {len(self.flat.nodes)} nodes, {len(self.ir.ops)} ops, {len(self.flat.outputs)} outputs; {self.doc.file})"
 
 
 def load(spec: SpecSource | Document) -> Document:
@@ -119,6 +124,10 @@ def compile(
     (a timm backbone's, see :mod:`pyramidgraph.adapters.timm`) gives the input widths and
     levels instead of ``in_channels``. Raises :class:`SpecError`.
     """
+    from .codegen import emit_graph  # torch: only compiling needs it, checking a spec does not
+    from .contract import InputContract
+    from .module import NeckInfo, PyramidNeck
+
     overrides = dict(params or {}, **param_overrides)
     if feature_info is not None:
         from .adapters.timm import check_feature_levels, feature_info_arguments
@@ -133,7 +142,8 @@ def compile(
         raise SpecError([Issue(analysis.doc.file, 0, 0, "passes", f"unknown pass '{p}'{did_you_mean(p, PASSES)}") for p in unknown])
     ir = run_passes(analysis.ir, [PASSES[p] for p in passes])
     ir = _rename_interface(analysis.doc.file, ir, input_names, output_names, return_type)
-    graph, modules = emit_graph(ir)
+    contract = InputContract.from_ir(ir, analysis.doc, analysis.flat)
+    graph, modules = emit_graph(ir, contract)
     flat = analysis.flat
     info = NeckInfo(
         name=flat.name,
@@ -154,6 +164,7 @@ def compile(
             "return_type": return_type,
         },
     )
+    contract.rebuild = info.rebuild
     return PyramidNeck(modules, graph, info)
 
 

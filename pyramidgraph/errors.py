@@ -1,9 +1,10 @@
-"""The one exception type of the public API, and the located issues it carries.
+"""The exception types of the public API, and the located issues spec errors carry.
 
 Every user-facing check in pyramidgraph (YAML loading, schema, graph, shapes, compile
 arguments) reports :class:`Issue` records instead of raising on the first problem, so a user
 sees all of a spec's mistakes at once, sorted by position. ``assert`` stays for our own
-invariants; anything a user can cause becomes an ``Issue``.
+invariants; anything a user can cause becomes an ``Issue``. A compiled neck called with
+inputs it cannot take raises :class:`NeckInputError`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import difflib
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-__all__ = ["Issue", "SpecError", "closest", "did_you_mean", "format_path"]
+__all__ = ["Issue", "NeckInputError", "SpecError", "closest", "did_you_mean", "format_path"]
 
 
 @dataclass(frozen=True, order=True)
@@ -46,9 +47,53 @@ class SpecError(ValueError):
     """
 
     def __init__(self, issues: Iterable[Issue]):
-        self.issues: list[Issue] = sorted(set(issues))
+        self.issues: list[Issue] = merge_instances(sorted(set(issues)))
         assert self.issues, "SpecError needs at least one issue"
         super().__init__("\n".join(issue.format() for issue in self.issues))
+
+
+class NeckInputError(TypeError, ValueError):
+    """Raised when a compiled neck is called with inputs it cannot take: the wrong number or
+    container, a tensor that is not 4-D, a wrong width, or spatial sizes that do not line up.
+
+    The message names the neck, the input, what was expected and what came. It is a
+    ``TypeError`` (what a wrong number of inputs always raised) and a ``ValueError`` (for wrong
+    widths and sizes), so either ``except`` catches it.
+    """
+
+
+def merge_instances(issues: list[Issue]) -> list[Issue]:
+    """One issue per spot of the file: a ``foreach`` makes the same mistake once per instance,
+    at the same line and column under paths that differ in the instance's name
+    (``nodes.P3.from[1]``, ``nodes.P4.from[1]``). Those become the first instance's issue
+    naming all of them, ``(in each of P3, P4, P5)``, or, where the messages differ
+    (``got 23``, ``got 24``), ``(also in P4, P5)``. ``issues`` must be sorted."""
+    groups: dict[tuple[str, int, int], list[Issue]] = {}
+    for issue in issues:
+        key = (issue.file, issue.line, issue.col) if issue.line else (issue.file, 0, id(issue))
+        groups.setdefault(key, []).append(issue)
+    merged: list[Issue] = []
+    for group in groups.values():
+        names = _instance_names([issue.path for issue in group])
+        if len(group) == 1 or names is None:
+            merged.extend(group)
+            continue
+        first = group[0]
+        same = all(issue.message == first.message for issue in group)
+        note = f" (in each of {', '.join(names)})" if same else f" (also in {', '.join(names[1:])})"
+        merged.append(Issue(first.file, first.line, first.col, first.path, first.message + note))
+    return merged
+
+
+def _instance_names(paths: list[str]) -> list[str] | None:
+    """The part that tells instances apart in paths of equal shape (``P3``, ``P4`` from
+    ``nodes.P3.from[1]``, ``nodes.P4.from[1]``), or None when the paths are not instances of
+    one template (different shapes, or two issues at one path)."""
+    split = [path.split(".") for path in paths]
+    if len({len(parts) for parts in split}) != 1 or len(set(paths)) != len(paths):
+        return None
+    differing = [i for i in range(len(split[0])) if len({parts[i] for parts in split}) > 1]
+    return [".".join(parts[i] for i in differing) for parts in split]
 
 
 def format_path(path: Sequence[str | int]) -> str:

@@ -16,6 +16,7 @@ shapes the compiled module has. For every node, in dataflow order:
 from __future__ import annotations
 
 import re
+from typing import Sequence
 
 from .errors import Issue
 from .expand import EdgeDecl, FlatSpec, NodeDecl
@@ -60,11 +61,15 @@ class _Lowering:
         self.shared: dict[str, tuple[tuple, str]] = {}
         self.module_owners: dict[str, str] = {}  # module path -> the node (or shared block) owning it
 
-    def input_shapes(self) -> list[tuple[str, FeatureShape]]:
+    def input_shapes(self, sizes: Sequence[tuple[int, int] | None] | None = None) -> list[tuple[str, FeatureShape]]:
+        """The inputs' shapes: sized ``ceil(image / stride)`` when an image size is known, or
+        ``sizes`` (one ``(height, width)`` or None per input, in order) when given."""
         inputs = []
-        for decl in self.flat.inputs:
+        for index, decl in enumerate(self.flat.inputs):
             size = None
-            if self.flat.image:
+            if sizes is not None:
+                size = tuple(sizes[index]) if sizes[index] is not None else None
+            elif self.flat.image:
                 stride = 2**decl.level
                 size = (-(-self.flat.image[0] // stride), -(-self.flat.image[1] // stride))
             shape = FeatureShape(decl.channels or 0, decl.level, size)
@@ -185,10 +190,13 @@ class _Lowering:
         self.size_refs.setdefault(level, value)
 
 
-def lower(doc: Document, flat: FlatSpec) -> tuple[IRGraph | None, list[Issue]]:
-    """Lower a graph-checked spec to IR; shape problems come back as issues."""
+def lower(doc: Document, flat: FlatSpec, input_sizes: Sequence[tuple[int, int] | None] | None = None) -> tuple[IRGraph | None, list[Issue]]:
+    """Lower a graph-checked spec to IR; shape problems come back as issues.
+
+    ``input_sizes`` (one ``(height, width)`` per input, or None for an input of unknown size)
+    replaces the sizes ``flat.image`` gives, to check the sizes a neck is called with."""
     lowering = _Lowering(doc, flat)
-    inputs = lowering.input_shapes()
+    inputs = lowering.input_shapes(input_sizes)
     g = dataflow(flat)
     broken: set[str] = set()
     for node_id in topological_order(g):

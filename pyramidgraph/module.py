@@ -26,8 +26,9 @@ __all__ = ["PyramidNeck", "ShapeSpec", "NeckInfo"]
 class ShapeSpec:
     """Width and stride of one feature map (detectron2's ``ShapeSpec``).
 
-    ``height`` and ``width`` exist because detectron2's has them; a neck accepts any image
-    size, so they stay None.
+    ``height`` and ``width`` exist because detectron2's has them; a neck is not compiled for
+    one image size, so they stay None (which sizes it takes depends on the spec: some need image
+    sides divisible by 32, and calling it with others raises ``NeckInputError``).
     """
 
     channels: int

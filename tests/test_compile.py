@@ -122,10 +122,10 @@ def test_list_tuple_and_dict_inputs_give_identical_results(fpn):
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda x: x[:3], "neck inputs: expected 4 feature maps (C2, C3, C4, C5), got 3"),
-        (lambda x: x + x[:1], "neck inputs: expected 4 feature maps (C2, C3, C4, C5), got 5"),
-        (lambda x: {"C2": x[0]}, "neck inputs: missing ['C3', 'C4', 'C5']; expected keys ['C2', 'C3', 'C4', 'C5'], got ['C2']"),
-        (lambda x: x[0], "neck inputs: expected a list, tuple or dict of tensors, got Tensor"),
+        (lambda x: x[:3], "neck 'fpn': expected 4 feature maps (C2, C3, C4, C5), got 3"),
+        (lambda x: x + x[:1], "neck 'fpn': expected 4 feature maps (C2, C3, C4, C5), got 5"),
+        (lambda x: {"C2": x[0]}, "neck 'fpn': missing inputs ['C3', 'C4', 'C5']; expected keys ['C2', 'C3', 'C4', 'C5'], got ['C2']"),
+        (lambda x: x[0], "neck 'fpn': expected a list, tuple or dict of tensors (C2, C3, C4, C5), got Tensor"),
     ],
 )
 def test_wrong_inputs_at_call_time_raise_type_error(fpn, make, message):
@@ -357,3 +357,8 @@ def test_torch_compile_matches_eager():
     assert [tuple(o.shape) for o in compiled] == [(2, 8, 16, 24), (2, 8, 8, 12), (2, 8, 4, 6), (2, 8, 2, 3), (2, 8, 1, 2)]
     for a, b in zip(eager, compiled):
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+
+
+def test_analysis_repr_is_one_short_line():
+    analysis = pyramidgraph.validate("fpn")
+    assert repr(analysis) == f"Analysis('fpn': 4 inputs, 13 nodes, {len(analysis.ir.ops)} ops, 5 outputs; {pyramidgraph.bundled_specs()['fpn']})"

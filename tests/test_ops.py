@@ -125,28 +125,32 @@ def test_post_ops_change_widths_where_asked():
 
 # -- numerics: weighted fusion -----------------------------------------------------------------
 
+# Three inputs, one per level (each input needs a level of its own); N sits at A's level, so B and
+# C are upsampled to A's size (nearest) before fusion, and the expectations upsample them too.
 WEIGHTED = """\
 pyramidgraph: 1
 inputs:
   A: {level: 4, channels: 3}
-  B: {level: 4, channels: 3}
-  C: {level: 4, channels: 3}
+  B: {level: 5, channels: 3}
+  C: {level: 6, channels: 3}
 nodes:
-  N: {from: [A, B, C], fuse: FUSE}
+  N: {level: 4, from: [A, B, C], fuse: FUSE}
 outputs: [N]
 """
+SIZES = [(5, 4), (3, 2), (2, 1)]  # ceil(80 / stride) x ceil(64 / stride) at strides 16, 32, 64
 
 
 def _weighted(fuse: str, weights: list[float]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """N's output and the three inputs as N fuses them (upsampled to A's size)."""
     neck = pyramidgraph.compile(WEIGHTED.replace("FUSE", fuse))
     assert list(neck.state_dict()) == ["N.fuse.weight"]
     assert neck.state_dict()["N.fuse.weight"].tolist() == [1.0, 1.0, 1.0]  # EfficientDet starts at 1
     neck.load_state_dict({"N.fuse.weight": torch.tensor(weights)})
     torch.manual_seed(0)
-    xs = [torch.randn(2, 3, 5, 4, dtype=torch.float32) for _ in range(3)]
+    xs = [torch.randn(2, 3, *size, dtype=torch.float32) for size in SIZES]
     with torch.no_grad():
         (out,) = neck(xs)
-    return out, xs
+    return out, [torch.nn.functional.interpolate(x, size=SIZES[0], mode="nearest") for x in xs]
 
 
 def test_weighted_fast_is_relu_over_sum_plus_eps():
@@ -176,7 +180,7 @@ def test_weighted_none_uses_raw_weights():
 
 def test_weighted_fast_gradient_reaches_the_weights():
     neck = pyramidgraph.compile(WEIGHTED.replace("FUSE", "fast"))
-    xs = [torch.full((1, 3, 2, 2), float(i + 1)) for i in range(3)]
+    xs = [torch.full((1, 3, *size), float(i + 1)) for i, size in enumerate([(2, 2), (1, 1), (1, 1)])]
     neck(xs)[0].sum().backward()
     # out = sum_i w_i x_i / (sum w + eps); with w = 1: d/dw_j = (x_j - out) / (3 + eps) summed over 12 elements
     mean = (1.0 + 2.0 + 3.0) / 3.0001
@@ -185,7 +189,7 @@ def test_weighted_fast_gradient_reaches_the_weights():
 
 
 def test_sum_and_mean_numerics():
-    xs = [torch.full((1, 3, 2, 2), v) for v in (1.0, 2.0, 6.0)]
+    xs = [torch.full((1, 3, *size), v) for v, size in zip((1.0, 2.0, 6.0), [(2, 2), (1, 1), (1, 1)])]
     assert neck_of("sum")(xs)[0].unique().tolist() == [9.0]
     assert neck_of("mean")(xs)[0].unique().tolist() == [3.0]
     cat = neck_of("concat")(xs)[0]

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from typing import Literal
-
-import torch
-import torch.nn.functional as F
-from torch import nn
+from typing import TYPE_CHECKING, Literal
 
 from ..shape import ShapeError
 from .base import POST, RESAMPLE, PostOp, ResampleOp
 from .common import build_conv, build_norm, check_norm
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from torch import nn
 
 __all__ = ["AdaptivePool", "NonLocal"]
 
@@ -46,6 +46,8 @@ class AdaptivePool(ResampleOp):
         return x.with_(level=target.level, size=target.size if x.size else None)
 
     def emit(self, e, args, shapes, out):
+        import torch.nn.functional as F
+
         pool = F.adaptive_max_pool2d if self.mode == "max" else F.adaptive_avg_pool2d
         return e.call_function(pool, args[0], e.size_of(args[1]))
 
@@ -89,6 +91,9 @@ class NonLocal(PostOp):
         return x
 
     def emit(self, e, args, shapes, out):
+        import torch
+        from torch import nn
+
         x = args[0]
         channels = shapes[0].channels
         inner = self.inner(channels)

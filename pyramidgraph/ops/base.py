@@ -100,6 +100,10 @@ class ResampleOp(Op):
     kind: ClassVar[str] = "resample"
     changes_channels: ClassVar[bool] = False
     """Whether the op maps to the target width itself (then no separate projection is added)."""
+    exact_ratio: ClassVar[bool] = False
+    """Whether the op scales sizes by a fixed factor (``upsample`` by scale), so that its map lines
+    up with the target level's only for exact ratios: the neck then needs image sides divisible
+    by a power of two (a property where it depends on the op's parameters)."""
 
     def infer(self, x: FeatureShape, target: FeatureShape) -> FeatureShape:
         raise NotImplementedError

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, Union
+from typing import TYPE_CHECKING, Callable, Literal, Union
 
-import torch.fx
-import torch.nn.functional as F
-from torch import nn
-
-from ..runtime import init_conv, pad_same
 from ..shape import ShapeError, conv_out, same_out
 
 if TYPE_CHECKING:  # pragma: no cover
+    import torch.fx
+    from torch import nn
+
     from ..codegen import Emitter
 
 Padding = Union[int, Literal["same"], None]
@@ -19,20 +17,18 @@ Padding = Union[int, Literal["same"], None]
 
 Init = Literal["default", "xavier_uniform", "kaiming_uniform", "normal"]
 
-ACTIVATIONS = {
-    "relu": F.relu,
-    "relu6": F.relu6,
-    "silu": F.silu,
-    "gelu": F.gelu,
-    "sigmoid": torch.sigmoid,
-    "tanh": torch.tanh,
-    "hardswish": F.hardswish,
-    "mish": F.mish,
-    "leaky_relu": F.leaky_relu,
-}
-"""Activation functions by name: what ``{act: NAME}`` and ``act:`` parameters accept."""
-
 ActName = Literal["relu", "relu6", "silu", "gelu", "sigmoid", "tanh", "hardswish", "mish", "leaky_relu"]
+"""What ``{act: NAME}`` and ``act:`` parameters accept; :func:`activation` gives the function."""
+
+
+def activation(name: str) -> Callable:
+    """The activation function called ``name`` (one of :data:`ActName`); imports torch, so only
+    code generation calls it (checking a spec never does)."""
+    import torch
+    import torch.nn.functional as F
+
+    functions = {"relu": F.relu, "relu6": F.relu6, "silu": F.silu, "gelu": F.gelu, "sigmoid": torch.sigmoid, "tanh": torch.tanh, "hardswish": F.hardswish, "mish": F.mish, "leaky_relu": F.leaky_relu}
+    return functions[name]
 
 
 def out_width(out: int | None, channels: int | None, x_channels: int) -> int:
@@ -58,6 +54,10 @@ def window_out(size: tuple[int, int] | None, kernel: int, stride: int, padding: 
 
 
 def build_conv(cin: int, cout: int, kernel: int, stride: int, padding: Padding, bias: bool, init: str, groups: int = 1, dilation: int = 1) -> nn.Conv2d:
+    from torch import nn
+
+    from ..runtime import init_conv
+
     pad = resolve_padding(kernel, padding, dilation)
     conv = nn.Conv2d(cin, cout, kernel, stride=stride, padding=0 if pad == "same" else pad, dilation=dilation, groups=groups, bias=bias)
     return init_conv(conv, init)
@@ -65,6 +65,8 @@ def build_conv(cin: int, cout: int, kernel: int, stride: int, padding: Padding, 
 
 def emit_conv(e: Emitter, local: str, conv: nn.Conv2d, x: torch.fx.Node, padding: Padding) -> torch.fx.Node:
     """Call ``conv``, with a TensorFlow "same" pad in front when asked for."""
+    from ..runtime import pad_same
+
     if padding == "same":
         x = e.call_function(pad_same, x, conv.kernel_size[0] + (conv.kernel_size[0] - 1) * (conv.dilation[0] - 1), conv.stride[0])
     return e.call_module(local, conv, x)
@@ -72,11 +74,13 @@ def emit_conv(e: Emitter, local: str, conv: nn.Conv2d, x: torch.fx.Node, padding
 
 def emit_act(e: Emitter, name: str, x: torch.fx.Node, slope: float = 0.01) -> torch.fx.Node:
     if name == "leaky_relu":
-        return e.call_function(F.leaky_relu, x, slope)
-    return e.call_function(ACTIVATIONS[name], x)
+        return e.call_function(activation(name), x, slope)
+    return e.call_function(activation(name), x)
 
 
 def build_norm(kind: str, channels: int, groups: int = 32) -> nn.Module:
+    from torch import nn
+
     if kind == "bn":
         return nn.BatchNorm2d(channels)
     return nn.GroupNorm(groups, channels)

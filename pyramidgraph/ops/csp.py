@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass, replace
-
-import torch
-import torch.fx
-from torch import nn
+from typing import TYPE_CHECKING
 
 from ..shape import FeatureShape, ShapeError
 from .base import POST, RESAMPLE, PostOp, ResampleOp
 from .common import ActName, Padding, build_conv, emit_act, emit_conv, out_width, window_out
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch.fx
 
 __all__ = ["ConvBnAct", "StridedConvBnAct", "C2f", "CSPLayer", "emit_conv_bn_act"]
 
@@ -55,6 +55,8 @@ def emit_conv_bn_act(
     """Add ``act(bn(conv(x)))`` with modules ``<local>.conv`` and ``<local>.bn``; with
     ``depthwise``, a depthwise unit ``<local>.depthwise_conv`` then a pointwise 1x1 unit
     ``<local>.pointwise_conv`` (mmcv's ``DepthwiseSeparableConvModule``)."""
+    from torch import nn
+
     prefix = f"{local}." if local else ""
     if depthwise:
         y = emit_conv_bn_act(e, f"{prefix}depthwise_conv", x, cin, cin, kernel=kernel, stride=stride, groups=cin, padding=padding, eps=eps, momentum=momentum, act=act)
@@ -188,6 +190,8 @@ class C2f(PostOp):
         return x.with_(channels=width)
 
     def emit(self, e, args, shapes, out):
+        import torch
+
         hidden = int(out.channels * self.expansion)
         unit = {"eps": self.eps, "momentum": self.momentum, "act": self.act}
         y = emit_conv_bn_act(e, "cv1", args[0], shapes[0].channels, 2 * hidden, **unit)
@@ -234,6 +238,8 @@ class CSPLayer(PostOp):
         return x.with_(channels=width)
 
     def emit(self, e, args, shapes, out):
+        import torch
+
         mid = int(out.channels * self.expansion)
         unit = {"eps": self.eps, "momentum": self.momentum, "act": self.act}
         cin = shapes[0].channels

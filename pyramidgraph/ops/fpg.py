@@ -22,13 +22,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
-
-from torch import nn
+from typing import TYPE_CHECKING, Literal
 
 from ..shape import FeatureShape, ShapeError
 from .base import POST, RESAMPLE, PostOp, ResampleOp
 from .common import ActName, Init, Padding, build_conv, check_norm, emit_act, emit_conv, window_out
+
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import nn
 
 __all__ = ["ConvModule", "StridedConvModule", "UnusedConvModule", "EdgeActivation", "ORDERS"]
 
@@ -37,6 +38,8 @@ ORDERS = Order.__args__
 
 
 def _norm_module(kind: str, channels: int, groups: int, eps: float, momentum: float) -> nn.Module:
+    from torch import nn
+
     if kind == "bn":
         return nn.BatchNorm2d(channels, eps=eps, momentum=momentum)
     return nn.GroupNorm(groups, channels, eps=eps)

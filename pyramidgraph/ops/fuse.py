@@ -6,9 +6,6 @@ import operator
 from dataclasses import dataclass
 from typing import Literal
 
-import torch
-
-from ..runtime import WeightedSum
 from ..shape import FeatureShape, ShapeError
 from .base import FUSE, FuseOp
 
@@ -66,6 +63,8 @@ class Weighted(FuseOp):
         return _same_channels(self.name, xs)
 
     def emit(self, e, args, shapes, out):
+        from ..runtime import WeightedSum
+
         return e.call_module("", WeightedSum(len(args), self.norm, self.eps), *args)
 
 
@@ -80,4 +79,6 @@ class Concat(FuseOp):
         return xs[0].with_(channels=sum(x.channels for x in xs))
 
     def emit(self, e, args, shapes, out):
+        import torch
+
         return e.call_function(torch.cat, list(args), 1)

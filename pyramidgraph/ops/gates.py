@@ -21,13 +21,13 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import dataclass
-from typing import Literal
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING, Literal
 
 from ..shape import ShapeError
 from .base import FUSE, RESAMPLE, FuseOp, ResampleOp
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 __all__ = ["GlobalPoolGate", "MergeResize", "merge_resize"]
 
@@ -54,6 +54,9 @@ class GlobalPoolGate(FuseOp):
         return xs[0]
 
     def emit(self, e, args, shapes, out):
+        import torch
+        import torch.nn.functional as F
+
         gating, other = (args[1], args[0]) if self.gate == "last" else (args[0], args[1])
         if self.pool == "avg":
             pooled = e.call_function(F.adaptive_avg_pool2d, gating, 1)
@@ -65,6 +68,8 @@ class GlobalPoolGate(FuseOp):
 
 def merge_resize(x: torch.Tensor, size: torch.Size, mode: str = "nearest") -> torch.Tensor:
     """Resize ``x`` to ``size`` as mmcv's merge cells do (see the module docstring)."""
+    import torch.nn.functional as F  # here, not at the top: checking a spec must not import torch
+
     current = tuple(x.shape[-2:])
     target = tuple(size)
     if current == target:

@@ -14,13 +14,13 @@ pixel by its distance, which is what the reference implementations that choose i
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING, Literal
 
 from ..shape import ShapeError, same_out
 from .base import RESAMPLE, ResampleOp
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 __all__ = ["Downsample", "ceil_size"]
 
@@ -67,6 +67,8 @@ class Downsample(ResampleOp):
         return x.with_(level=x.level + step, size=(same_out(x.size[0], self.stride), same_out(x.size[1], self.stride)) if x.size else None)
 
     def emit(self, e, args, shapes, out):
+        import torch.nn.functional as F
+
         kwargs = {"mode": self.mode}
         if self.align_corners is not None:
             kwargs["align_corners"] = self.align_corners

@@ -11,9 +11,6 @@ import math
 from dataclasses import dataclass, replace
 from typing import Literal
 
-import torch.nn.functional as F
-
-from ..runtime import pad_same
 from ..shape import FeatureShape, ShapeError
 from .base import RESAMPLE, ResampleOp
 from .common import ActName, Init, Padding, build_conv, build_norm, check_norm, emit_act, emit_conv, window_out
@@ -57,6 +54,12 @@ class Upsample(ResampleOp):
     def needs_size_ref(self) -> bool:
         return self.by == "size"
 
+    @property
+    def exact_ratio(self) -> bool:
+        """``by: scale`` multiplies sizes by a fixed factor: its map lines up with the finer one
+        only where that is exactly ``scale`` times larger (the neck's input size rule reads this)."""
+        return self.by == "scale"
+
     def bind(self, x, target):
         return self if self.scale is not None else replace(self, scale=2 ** max(x.level - target.level, 0))
 
@@ -73,6 +76,8 @@ class Upsample(ResampleOp):
         return x.with_(level=level, size=(x.size[0] * scale, x.size[1] * scale) if x.size else None)
 
     def emit(self, e, args, shapes, out):
+        import torch.nn.functional as F
+
         kwargs = {"mode": self.mode}
         if self.align_corners is not None:
             kwargs["align_corners"] = self.align_corners
@@ -110,6 +115,10 @@ class MaxPool(_Pool):
     pads like TensorFlow (with -inf)."""
 
     def emit(self, e, args, shapes, out):
+        import torch.nn.functional as F
+
+        from ..runtime import pad_same
+
         x = args[0]
         if self.padding == "same":
             x = e.call_function(pad_same, x, self.kernel, self.stride, float("-inf"))
@@ -123,6 +132,10 @@ class AvgPool(_Pool):
     """Average pooling to a coarser level; same defaults as ``maxpool`` (zero padding counted)."""
 
     def emit(self, e, args, shapes, out):
+        import torch.nn.functional as F
+
+        from ..runtime import pad_same
+
         x = args[0]
         if self.padding == "same":
             x = e.call_function(pad_same, x, self.kernel, self.stride)

@@ -22,10 +22,11 @@ import pytest
 import torch
 from recorded import load_case, shared_cases, shared_index
 
+import pyramidgraph
+from pyramidgraph.compiler import validate
 from pyramidgraph.errors import SpecError
 from pyramidgraph.interop import conversion, from_reference
 from pyramidgraph.ops import POST, RESAMPLE
-from pyramidgraph.params import declarations
 
 HERE = Path(__file__).resolve().parent
 INDEX = shared_index()
@@ -117,9 +118,8 @@ def test_paper_configs_have_the_reference_size(changes, params, keys):
 def test_paper_config_is_the_bundled_default():
     plan = conversion("mmdet", paper_config())
     assert plan.spec == "fpg" and plan.return_type == "list"
-    from pyramidgraph.compiler import load
 
-    defaults = {name: decl.default for name, decl in declarations(load("fpg").data["params"]).items()}
+    defaults = validate("fpg").flat.params  # the declared defaults, evaluated
 
     def ops(registry, items):
         """The ops, with stride and padding left to the compiler filled in (stride 1 here; symmetric padding)."""
@@ -241,3 +241,16 @@ def test_config_is_not_modified():
     before = copy.deepcopy(cfg)
     conversion("mmdet", cfg)
     assert cfg == before
+
+
+def test_upsample_by_size_is_the_variant_for_images_not_divisible_by_64():
+    """mmdetection's across_down upsamples by 2, also from P6 (stride 64): a 96x96 image (P6 2x2,
+    P5 3x3) cannot line up; resizing to the finer map's size can."""
+    from pyramidgraph.errors import NeckInputError
+
+    exact = pyramidgraph.compile("fpg", [8, 16, 32, 64], channels=8)
+    with pytest.raises(NeckInputError, match="expected image sides divisible by 64"):
+        exact(exact.example_inputs(image=96))
+    sized = pyramidgraph.compile("fpg", [8, 16, 32, 64], channels=8, upsample_by="size")
+    assert [tuple(x.shape) for x in sized(sized.example_inputs(image=96))] == [(1, 8, 24, 24), (1, 8, 12, 12), (1, 8, 6, 6), (1, 8, 3, 3), (1, 8, 2, 2)]
+    assert sum(p.numel() for p in sized.parameters()) == sum(p.numel() for p in exact.parameters())

@@ -77,15 +77,15 @@ pyramidgraph: 1
 inputs:
   C3: {level: 3, channels: 8}
   C4: {level: 4, channels: 8}
-  D4: {level: 4, channels: 8}
 defaults: {channels: 8}
 nodes:
+  D4: {from: [C4], post: [conv1x1]}
   A: {from: [C4, C3], post: [conv3x3]}
   B: {from: [D4, C3], post: [conv3x3]}
 outputs: [A, B]
 """
     ir = _ir(spec)
-    assert checker.counts(ir) == {"MaxPool": 2, "Sum": 2, "Conv": 2}
+    assert checker.counts(ir) == {"MaxPool": 2, "Sum": 2, "Conv": 3}
     checker.run("cse", ir, {"MaxPool": -1})
     checker.outputs_match(spec, ("cse",))
 
