@@ -3,11 +3,13 @@
 The DOT text is parsed here (a small parser for the subset Graphviz's Python package writes)
 and checked for structure: one box per map, one line into a node per ``from`` entry, resample
 labels, rows by level and columns by dataflow, blocks titled "x N". Every bundled spec is also
-drawn to PNG through Graphviz, whose own layout must keep the rows.
+drawn to PNG through Graphviz, whose own layout must keep the rows. The paper style is checked
+in the SVG and PDF Graphviz writes: the scale it applies, the text sizes after it, the fonts.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -22,11 +24,12 @@ import pyramidgraph
 from pyramidgraph.cli import main
 from pyramidgraph.graph import base_of
 from pyramidgraph.passes import DEFAULT_PASSES, PASSES, run_passes
-from pyramidgraph.render import GraphvizMissing, render, save
+from pyramidgraph.render import MIN_FONT_PT, PAPER_FONT, GraphvizMissing, paper_fit, render, save
 
 SPECS = sorted(pyramidgraph.bundled_specs())
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 needs_graphviz = pytest.mark.skipif(shutil.which("neato") is None, reason="Graphviz is not installed")
+needs_dot = pytest.mark.skipif(shutil.which("dot") is None or shutil.which("neato") is None, reason="Graphviz (dot, neato) is not installed: SVG and PDF are written by it, DOT text is checked without it")
 
 BLUE, RED, GREY = "#1f5f9e", "#b03a2e", "#555555"  # top-down, bottom-up, same level
 SUM, WHITE, INPUT = "#cfe2f3", "#ffffff", "#e6e6e6"
@@ -70,6 +73,7 @@ TWICE = {
 class Dot:
     graph: dict[str, str] = field(default_factory=dict)
     node_defaults: dict[str, str] = field(default_factory=dict)
+    edge_defaults: dict[str, str] = field(default_factory=dict)
     nodes: dict[str, dict[str, str]] = field(default_factory=dict)
     clusters: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> attributes
     members: dict[str, list[str]] = field(default_factory=dict)  # cluster -> nodes declared in it (nested ones too)
@@ -167,8 +171,8 @@ def parse_dot(text: str) -> Dot:
             if token in ("graph", "node", "edge") and tokens[at + 1] == "[":
                 at += 1
                 found = attrs()
-                if token == "node" and not clusters:
-                    dot.node_defaults.update(found)
+                if not clusters:
+                    {"graph": dot.graph, "node": dot.node_defaults, "edge": dot.edge_defaults}[token].update(found)
             elif token in ("subgraph", "{"):
                 name = None
                 if token == "subgraph":
@@ -203,16 +207,45 @@ def parse_dot(text: str) -> Dot:
     return dot
 
 
+def text_of(label: str) -> str:
+    """A node label's lines, joined by newlines: plain, or the two-line HTML table render writes."""
+    if not label.startswith("<"):
+        return label
+    return "\n".join(html.unescape(cell) for cell in re.findall(r"<TD>([^<]*)</TD>", label))
+
+
 # -- what the tests expect of a spec, from the spec itself ---------------------------------------------
 
 
-def _is_first_repetition(node_id: str) -> bool:
-    """Repetition k of block ``cell`` is named ``cell.k.NAME``; the compact drawing shows k = 0."""
-    return all(part == "0" for part in node_id.split(".")[1:] if part.isdigit())
+_IN_BLOCK = re.compile(r"([^.]+)\.(\d+)\.(.*)")  # repetition k of block `cell` is named cell.k.NAME
 
 
-def _as_first(node_id: str) -> str:
-    return re.sub(r"(?<=\.)\d+(?=\.)", "0", node_id)
+def _drawn_repetitions(dot: Dot) -> dict[str, int]:
+    """Block -> the one repetition the compact drawing shows, read off the boxes' names."""
+    found: dict[str, set[int]] = {}
+    for name in dot.boxes():
+        match = _IN_BLOCK.match(name)
+        if match:
+            found.setdefault(match[1], set()).add(int(match[2]))
+    assert all(len(reps) == 1 for reps in found.values()), found
+    return {block: min(reps) for block, reps in found.items()}
+
+
+def _expected_tail(node, edge, reps: dict[str, int]) -> str:
+    """The box a `from` entry is drawn from: the map it reads, in the repetition drawn; a block
+    input read in a later repetition (the previous repetition's output) is drawn from the outer
+    map the block input names, which is what repetition 0 reads."""
+    source = base_of(edge.source)
+    match, here = _IN_BLOCK.match(source), _IN_BLOCK.match(node.id)
+    if match and here and match[1] == here[1] and match[2] != here[2]:
+        return edge.ref.split(".")[0]
+    return f"{match[1]}.{reps[match[1]]}.{match[3]}" if match else source
+
+
+def _used_inputs(flat) -> set[str]:
+    """Every input but the optional ones nothing reads (the drawing leaves those out)."""
+    read = {base_of(e.source) for node in flat.nodes.values() for e in node.edges} | {base_of(o.source) for o in flat.outputs}
+    return {d.name for d in flat.inputs if d.name in read or not d.optional}
 
 
 def _levels(analysis) -> dict[str, int]:
@@ -226,7 +259,7 @@ def _levels(analysis) -> dict[str, int]:
 def test_tiny_fpn_boxes_labels_fills_and_outputs():
     dot = parse_dot(render(TINY, TINY_WIDTHS).source)
     assert dot.boxes() == {"C3", "C4", "C5", "P3", "P4", "P5", "P6"}
-    labels = {name: dot.nodes[name]["label"] for name in dot.boxes()}
+    labels = {name: text_of(dot.nodes[name]["label"]) for name in dot.boxes()}
     assert labels == {"C3": "C3", "C4": "C4", "C5": "C5", "P5": "P5", "P4": "P4\nconv3x3", "P3": "P3\nconv3x3 · relu", "P6": "P6"}
     fills = {name: dot.nodes[name]["fillcolor"] for name in dot.boxes()}
     assert fills == {"C3": INPUT, "C4": INPUT, "C5": INPUT, "P5": WHITE, "P6": WHITE, "P4": SUM, "P3": SUM}
@@ -327,7 +360,7 @@ def test_repeated_block_is_drawn_once_titled_x_n():
     assert dot.clusters["cluster_cell"]["label"] == "cell x2 (repetitions differ)"
     assert [m for m in dot.members["cluster_cell"] if not m.startswith("#")] == ["cell.0.Q5", "cell.0.Q4"]
     assert dot.boxes() == {"C4", "C5", "cell.0.Q5", "cell.0.Q4"}
-    assert {name: dot.nodes[name]["label"] for name in ("cell.0.Q5", "cell.0.Q4")} == {"cell.0.Q5": "Q5", "cell.0.Q4": "Q4\nconv3x3"}
+    assert {name: text_of(dot.nodes[name]["label"]) for name in ("cell.0.Q5", "cell.0.Q4")} == {"cell.0.Q5": "Q5", "cell.0.Q4": "Q4\nconv3x3"}
     # the outputs are the last repetition's, shown on repetition 0; the edges from repetition 0
     # into repetition 1 are left out
     assert {name for name in dot.boxes() if dot.nodes[name].get("peripheries") == "2"} == {"cell.0.Q5", "cell.0.Q4"}
@@ -338,7 +371,7 @@ def test_expand_draws_every_repetition_in_its_own_box():
     dot = parse_dot(render(TWICE, expand=True).source)
     assert {name: attrs["label"] for name, attrs in dot.clusters.items() if name != "cluster_legend"} == {"cluster_cell.0": "cell 1/2", "cluster_cell.1": "cell 2/2"}
     assert [m for m in dot.members["cluster_cell.1"] if not m.startswith("#")] == ["cell.1.Q5", "cell.1.Q4"]
-    assert dot.nodes["cell.1.Q5"]["label"] == "Q5\nrelu"
+    assert text_of(dot.nodes["cell.1.Q5"]["label"]) == "Q5\nrelu"
     assert {name for name in dot.boxes() if dot.nodes[name].get("peripheries") == "2"} == {"cell.1.Q5", "cell.1.Q4"}
     assert sorted(dot.from_entries()) == sorted(
         [
@@ -383,6 +416,61 @@ def test_a_node_beside_a_block_is_not_drawn_inside_its_box():
     assert x["C4"] == x["C5"] < x["P5"] < x["cell.0.Q4"] < x["cell.0.Q5"] < x["X"]
 
 
+def test_fpg_collapsed_draws_one_representative_repetition_titled_x_n():
+    # FPG's pathway k passes level j through when k is in skip[j] (default [[0, 1, 2, 3], [0, 1, 2],
+    # [0, 1], [0], []]): pathways 0-3 are mostly pass-throughs, 4-8 alike and complete. The
+    # drawing shows pathway 4, once, fed by what the block's inputs name (P_l), not pathway 3.
+    dot = parse_dot(render("fpg").source)
+    drawn = {f"path.4.Q{level}" for level in range(2, 7)}
+    assert dot.clusters["cluster_path"]["label"] == "path x9 (repetitions differ; 5 of 9 as drawn)"
+    assert {m for m in dot.members["cluster_path"] if not m.startswith("#")} == drawn
+    assert {name for name in dot.boxes() if name.startswith("path.")} == drawn
+    into = lambda head: sorted((tail, label, colour) for tail, h, label, colour in dot.from_entries() if h == head)  # noqa: E731
+    assert into("path.4.Q3") == [
+        ("L3", "relu → conv1x1-bn", GREY),  # skip from pathway 0
+        ("P3", "relu → conv1x1-bn", GREY),  # across, lateral: the previous pathway, as the block input names it
+        ("P4", "up x2 → relu → conv3x3-bn", BLUE),  # across, down
+        ("path.4.Q2", "relu → conv3x3-bn /2", RED),  # same pathway, bottom-up
+    ]
+    assert [tail for tail, _, _ in into("O4")] == ["path.4.Q4"]  # the last pathway's output, shown on the one drawn
+    # alike repetitions: the first is drawn, and the title says only how many
+    alike = parse_dot(render("fpg", params={"stack_times": 2, "skip": [[], [], [], [], []]}).source)
+    assert alike.clusters["cluster_path"]["label"] == "path x2"
+    assert {m for m in alike.members["cluster_path"] if not m.startswith("#")} == {f"path.0.Q{level}" for level in range(2, 7)}
+
+
+@pytest.mark.parametrize("spec, params, hidden", [("fpn", {"start": 1}, {"C2"}), ("fpn", {"used": 2}, {"C4", "C5"}), ("nasfpn", {}, {"C2"}), ("fpg", {"start": 1}, {"C2"})])
+def test_optional_inputs_nothing_reads_are_not_drawn(spec, params, hidden):
+    declared = {d.name for d in pyramidgraph.analyze(spec, params=params).flat.inputs}
+    assert hidden < declared  # declared (optional), and nothing reads them
+    for options in ({}, {"expand": True}, {"lowered": True}, {"style": "paper", "cell": False, "width": 30}):
+        dot = parse_dot(render(spec, params=params, **options).source)
+        assert not hidden & set(dot.nodes), options
+        assert not any(tail in hidden or head in hidden for tail, head, _ in dot.edges), options
+        assert declared - hidden <= dot.boxes(), options
+
+
+def test_two_line_labels_set_the_post_ops_apart_from_the_name():
+    # "P4_td\nC2f x1" as two plain lines put the underscore a point above the C2f's f: it read
+    # "C2f" with an overline. The lines are now table rows with a 3 pt spacer row between them.
+    dot = parse_dot(render("yolov8").source)
+    assert dot.nodes["P4_td"]["label"] == '<<TABLE BORDER="0" CELLSPACING="0" CELLPADDING="0"><TR><TD>P4_td</TD></TR><TR><TD HEIGHT="3"></TD></TR><TR><TD>C2f x1</TD></TR></TABLE>>'
+    assert {text_of(dot.nodes[n]["label"]) for n in ("P3_out", "P4_out", "P5_out")} == {"P3_out\nC2f x1", "P4_out\nC2f x1", "P5_out\nC2f x1"}
+    assert dot.nodes["P4_down"]["label"] == "P4_down"  # one line stays plain text
+
+
+@needs_graphviz
+def test_two_line_labels_baselines_are_further_apart_than_plain_lines(tmp_path):
+    save(render("yolov8"), tmp_path / "yolov8.svg")
+    svg = (tmp_path / "yolov8.svg").read_text(encoding="utf-8")
+    node = svg[svg.index("<title>P4_td</title>") :]
+    lines = re.findall(r'<text [^>]*y="([-\d.]+)"[^>]*font-size="([\d.]+)">([^<]*)</text>', node)[:2]
+    assert [text for _, _, text in lines] == ["P4_td", "C2f x1"]
+    (y1, size, _), (y2, _, _) = lines
+    # plain lines are set 12 pt apart at 11 pt (the clash); the spacer adds 3 pt
+    assert float(y2) - float(y1) >= 1.3 * float(size)
+
+
 # -- every bundled spec -----------------------------------------------------------------------------------------
 
 
@@ -390,15 +478,16 @@ def test_a_node_beside_a_block_is_not_drawn_inside_its_box():
 def test_bundled_spec_dot_structure(name):
     analysis = pyramidgraph.analyze(name)
     flat = analysis.flat
-    drawn = [node for node in flat.nodes.values() if _is_first_repetition(node.id)]
     dot = parse_dot(render(name).source)
+    reps = _drawn_repetitions(dot)
+    drawn = [node for node in flat.nodes.values() if not _IN_BLOCK.match(node.id) or int(_IN_BLOCK.match(node.id)[2]) == reps[_IN_BLOCK.match(node.id)[1]]]
 
-    # one box per input and per node drawn (repetition 0 of repeated blocks)
-    assert dot.boxes() == {d.name for d in flat.inputs} | {node.id for node in drawn}
+    # one box per input used and per node drawn (one repetition of repeated blocks, all of it)
+    assert dot.boxes() == _used_inputs(flat) | {node.id for node in drawn}
 
     # one line into a node per `from` entry, from the map it reads
     entries = dot.from_entries()
-    assert sorted((tail, head) for tail, head, _, _ in entries) == sorted((_as_first(base_of(e.source)), node.id) for node in drawn for e in node.edges)
+    assert sorted((tail, head) for tail, head, _, _ in entries) == sorted((_expected_tail(node, e, reps), node.id) for node in drawn for e in node.edges)
 
     # an entry that changes level is resampled, and says how
     levels = _levels(analysis)
@@ -428,7 +517,7 @@ def test_bundled_spec_dot_structure(name):
 def test_bundled_spec_expanded_has_every_node_and_entry(name):
     flat = pyramidgraph.analyze(name).flat
     dot = parse_dot(render(name, expand=True).source)
-    assert dot.boxes() == {d.name for d in flat.inputs} | set(flat.nodes)
+    assert dot.boxes() == _used_inputs(flat) | set(flat.nodes)
     assert len(dot.from_entries()) == sum(len(node.edges) for node in flat.nodes.values())
 
 
@@ -466,9 +555,9 @@ def test_lowered_has_one_box_per_ir_op_and_input(name, tmp_path):
 
 
 def test_same_spec_gives_byte_identical_dot_across_processes():
-    first = render("bifpn").source
-    assert render("bifpn").source == first
-    code = "import sys, pyramidgraph.render as r; sys.stdout.write(r.render('bifpn').source)"
+    first = render("bifpn").source + "\0" + render("bifpn", style="paper").source
+    assert render("bifpn").source + "\0" + render("bifpn", style="paper").source == first
+    code = "import sys, pyramidgraph.render as r; sys.stdout.write(r.render('bifpn').source + chr(0) + r.render('bifpn', style='paper').source)"
     env = dict(os.environ, PYTHONHASHSEED="12345")
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
     assert other == first
@@ -551,3 +640,191 @@ def test_cli_broken_spec_exits_2_with_located_issue(capsys, tmp_path):
     code, out, err = _run(capsys, "render", str(path), "--in-channels", "32,64,128")
     assert (code, out) == (2, "")
     assert err.splitlines()[0] == f"{path}:7:19: nodes.P4.from[1]: unknown input or node 'P5x'; did you mean 'P5'?"
+
+
+# -- the paper style ------------------------------------------------------------------------------------------------
+
+BIFPN_CELL = {f"cell.0.P{level}_td" for level in (4, 5, 6)} | {f"cell.0.P{level}_out" for level in range(3, 8)}
+
+
+def _grey(colour: str) -> bool:
+    return len(colour) == 7 and colour[1:3] == colour[3:5] == colour[5:7]
+
+
+def test_paper_bifpn_is_one_cell_levels_as_rows_compact_columns():
+    dot = parse_dot(render("bifpn", style="paper").source)
+    drawn = {name for name in dot.boxes() if not name.startswith("#")}
+    # one cell (as the EfficientDet paper draws it): the maps it reads, made outside it, are its inputs
+    assert drawn == {"P3", "P4", "P5", "P6", "P7"} | BIFPN_CELL
+    assert dot.clusters["cluster_cell"]["label"] == "cell x3"
+    assert {m for m in dot.members["cluster_cell"] if not m.startswith("#")} == BIFPN_CELL
+    assert {name for name in drawn if dot.nodes[name].get("peripheries") == "2"} == {f"cell.0.P{level}_out" for level in range(3, 8)}
+    # names only: no post ops line, no edge labels, no title
+    assert {name: dot.nodes[name]["label"] for name in drawn} == {name: name.split(".")[-1] for name in drawn}
+    assert not any(name.startswith("#label_") for name in dot.nodes) and "label" not in dot.graph
+    # levels as rows; columns: the inputs, the top-down chain in one column, the outputs in one
+    x = {name: dot.pos(name)[0] for name in drawn}
+    y = {name: dot.pos(name)[1] for name in drawn}
+    for level in range(3, 8):
+        assert y[f"P{level}"] == y[f"cell.0.P{level}_out"] == dot.pos(f"#level_{level}")[1]
+        assert dot.nodes[f"#level_{level}"]["label"] == f"level {level}"
+    assert y["P7"] > y["P6"] > y["P5"] > y["P4"] > y["P3"]
+    assert len({x[f"P{level}"] for level in range(3, 8)}) == 1
+    assert x["P3"] < x["cell.0.P6_td"] == x["cell.0.P5_td"] == x["cell.0.P4_td"] == x["cell.0.P3_out"] < x["cell.0.P4_out"]
+    assert len({x[f"cell.0.P{level}_out"] for level in range(4, 8)}) == 1
+    # one box size; greys that print; bottom-up dashed black, top-down solid black, same level grey
+    assert len({(dot.nodes[name]["width"], dot.nodes[name]["height"]) for name in drawn}) == 1
+    assert all(_grey(dot.nodes[name]["fillcolor"]) for name in drawn)
+    lines = {(tail, head): attrs for tail, head, attrs in dot.edges if not tail.startswith("#")}
+    assert {pair for pair, attrs in lines.items() if attrs.get("style") == "dashed"} == {(f"cell.0.P{level}_out", f"cell.0.P{level + 1}_out") for level in range(3, 7)}
+    assert {attrs["color"] for attrs in lines.values()} == {"#000000", "#7f7f7f"}
+    assert {pair for pair, attrs in lines.items() if attrs["color"] == "#7f7f7f"} == {(tail, head) for tail, head in lines if dot.pos(tail)[1] == dot.pos(head)[1]}
+
+
+def test_paper_graph_attributes_width_font_and_one_font_size():
+    graph = render("bifpn", style="paper")
+    dot = parse_dot(graph.source)
+    fit = paper_fit(graph)
+    assert dot.graph["size"] == "7,100"  # at most 7 in wide: Graphviz scales a wider drawing down, never up
+    assert PAPER_FONT.split(",") == ["Helvetica", "Arial", "Liberation Sans", "DejaVu Sans", "sans-serif"]
+    assert dot.graph["fontname"] == dot.node_defaults["fontname"] == dot.edge_defaults["fontname"] == PAPER_FONT
+    sizes = {dot.graph["fontsize"], dot.node_defaults["fontsize"], dot.edge_defaults["fontsize"]} | {a["fontsize"] for a in dot.nodes.values() if "fontsize" in a}
+    assert sizes == {f"{fit.font_pt:g}"}
+    assert parse_dot(render("bifpn", style="paper", width=3.5).source).graph["size"] == "3.5,100"
+    # the default style has no width unless asked
+    assert "size" not in parse_dot(render("bifpn").source).graph
+    assert parse_dot(render("bifpn", width=12).source).graph["size"] == "12,100"
+    assert parse_dot(render("bifpn", lowered=True, width=12).source).graph["size"] == "12,100"
+
+
+@pytest.mark.parametrize("name", ["bifpn", "nasfpn"])
+def test_paper_fit_text_is_at_least_8_pt_at_7_inches(name):
+    fit = paper_fit(render(name, style="paper"))
+    assert fit.width == 7.0
+    assert fit.scale == min(1.0, fit.width / fit.natural_width)
+    assert fit.font_pt * fit.scale >= MIN_FONT_PT
+    assert fit.natural_width * fit.scale <= 7.0
+
+
+def test_paper_options_legend_edge_labels_ops():
+    plain = parse_dot(render("bifpn", style="paper").source)
+    assert {text_of(plain.nodes[n]["label"]) for n in plain.nodes if n.startswith("#legend_") and n.endswith("_text")} == {
+        "cell input\\l",
+        "fuse: weighted (fast)\\l",
+        "cell output\\l",
+        "top-down\\l",
+        "bottom-up\\l",
+        "same level\\l",
+    }
+    dot = parse_dot(render("bifpn", style="paper", width=9, legend=False, edge_labels=True, ops=True).source)
+    assert not any(name.startswith("#legend") for name in dot.nodes)
+    assert text_of(dot.nodes["cell.0.P6_td"]["label"]) == "P6_td\nsilu · sepconv3x3 · bn"
+    entries = {(tail, head): label for tail, head, label, _ in dot.from_entries()}
+    assert entries[("P7", "cell.0.P6_td")] == "up x2"
+    assert entries[("cell.0.P3_out", "cell.0.P4_out")] == "maxpool /2"
+    assert entries[("P6", "cell.0.P6_td")] is None  # 64 channels already: nothing to resample
+    # a shared column: the label sits between the two boxes, on the vertical line
+    label = next(head for tail, head, _ in dot.edges if tail == "cell.0.P6_td" and head.startswith("#label_"))
+    (x, y), (tx, ty), (hx, hy) = dot.pos(label), dot.pos("cell.0.P6_td"), dot.pos("cell.0.P5_td")
+    assert dot.nodes[label]["label"] == "up x2" and x == tx == hx and hy < y < ty
+    whole = parse_dot(render("bifpn", style="paper", cell=False).source)
+    assert {"P6", "P7"} <= whole.boxes() and whole.nodes["P6"]["fillcolor"] != whole.nodes["P3"]["fillcolor"]  # nodes again, not inputs
+
+
+def test_paper_refuses_what_it_cannot_draw():
+    with pytest.raises(ValueError, match="unknown style 'poster'; use one of default, paper"):
+        render("bifpn", style="poster")
+    with pytest.raises(ValueError, match="the paper style draws the spec, not the lowered IR"):
+        render("bifpn", style="paper", lowered=True)
+    with pytest.raises(ValueError, match="cell draws one repetition and expand every one"):
+        render("bifpn", cell=True, expand=True)
+    with pytest.raises(ValueError, match="width must be a positive number of inches, got 0"):
+        render("bifpn", style="paper", width=0)
+
+
+def test_paper_warns_when_the_width_leaves_text_under_8_pt():
+    with pytest.warns(UserWarning, match=r"nasfpn: at 3 in wide the smallest text is \d\.\d pt, under 8 pt"):
+        graph = render("nasfpn", style="paper", width=3)
+    assert paper_fit(graph).min_font_pt < MIN_FONT_PT
+    assert paper_fit(render("nasfpn")) is None
+
+
+@needs_dot
+@pytest.mark.parametrize("name", ["bifpn", "nasfpn"])
+def test_paper_svg_is_at_most_7_inches_wide_and_no_text_is_under_8_pt(name, tmp_path):
+    graph = render(name, style="paper")
+    save(graph, tmp_path / f"{name}.svg")
+    svg = (tmp_path / f"{name}.svg").read_text(encoding="utf-8")
+    # Graphviz's own layout, before scaling: its bounding box and the pad on each side
+    bb = json.loads(graph.pipe(format="json0"))["bb"].split(",")
+    natural = float(bb[2]) - float(bb[0]) + 2 * 0.05 * 72
+    scale = min(1.0, 7 * 72 / natural)
+    assert float(re.search(r'<svg width="([\d.]+)pt"', svg)[1]) == pytest.approx(natural * scale, abs=1)
+    assert float(re.search(r'transform="scale\(([\d.]+) ', svg)[1]) == pytest.approx(scale, abs=0.01)
+    sizes = [float(size) for size in re.findall(r'<text [^>]*font-size="([\d.]+)"', svg)]
+    assert len(sizes) > 10 and min(sizes) == paper_fit(graph).font_pt
+    assert min(sizes) * scale >= MIN_FONT_PT
+    assert paper_fit(graph).natural_width == pytest.approx(natural / 72, rel=0.05)  # the estimate render fitted with
+
+
+@needs_dot
+def test_paper_svg_keeps_text_as_text_with_the_font_fallback_list(tmp_path):
+    save(render("nasfpn", style="paper"), tmp_path / "nasfpn.svg")
+    svg = (tmp_path / "nasfpn.svg").read_text(encoding="utf-8")
+    texts = re.findall(r"<text ([^>]*)>([^<]*)</text>", svg)
+    assert {"P4_1", "P5_gp", "P7_out", "stage x7", "level 7", "cell input", "bottom-up"} <= {html.unescape(text) for _, text in texts}
+    assert {re.search(r'font-family="([^"]*)"', attrs)[1] for attrs, _ in texts} == {PAPER_FONT}
+
+
+@needs_dot
+def test_paper_pdf_embeds_its_fonts(tmp_path):
+    save(render("bifpn", style="paper"), tmp_path / "bifpn.pdf")
+    data = (tmp_path / "bifpn.pdf").read_bytes()
+    descriptors = re.findall(rb"<<\s*/Type\s*/FontDescriptor(.*?)>>", data, re.S)
+    assert descriptors, "no font in the PDF"
+    assert all(re.search(rb"/FontFile[23]?\s", d) for d in descriptors), "a font is not embedded"
+    if shutil.which("pdffonts"):
+        listing = subprocess.run(["pdffonts", str(tmp_path / "bifpn.pdf")], capture_output=True, text=True, check=True).stdout.splitlines()[2:]
+        assert listing and all(line.split()[-5] == "yes" for line in listing)  # the emb column
+
+
+@needs_graphviz
+@pytest.mark.parametrize("name", SPECS)
+def test_paper_style_lays_out_without_graphviz_warnings(name):
+    # neato falls back to straight lines for every edge when two nodes touch
+    result = subprocess.run(["neato", "-Tsvg"], input=render(name, style="paper").source, capture_output=True, text=True, check=True)
+    assert result.stderr == ""
+
+
+def test_paper_fpg_cell_is_the_representative_pathway():
+    dot = parse_dot(render("fpg", style="paper").source)
+    assert {n for n in dot.boxes() if not n.startswith("#")} == {f"{p}{level}" for p in "LP" for level in range(2, 7)} | {f"path.4.Q{level}" for level in range(2, 7)}
+    assert {n for n in dot.boxes() if n.startswith("path.") and dot.nodes[n].get("peripheries") == "2"} == {f"path.4.Q{level}" for level in range(2, 7)}
+
+
+def test_cli_paper_options(capsys):
+    code, out, err = _run(capsys, "render", "bifpn", "--style", "paper", "--width", "6", "--no-legend", "--edge-labels")
+    assert (code, err) == (0, "")
+    assert out == render("bifpn", style="paper", width=6, legend=False, edge_labels=True).source
+    assert parse_dot(out).graph["size"] == "6,100"
+    assert _run(capsys, "render", "bifpn", "--style", "paper", "--ops")[1:] == (render("bifpn", style="paper", ops=True).source, "")
+    code, out, err = _run(capsys, "render", "bifpn", "--no-legend", "--no-edge-labels", "--no-ops")
+    assert out == render("bifpn", legend=False, edge_labels=False, ops=False).source
+    dot = parse_dot(out)
+    assert not any(n.startswith(("#legend", "#label_")) for n in dot.nodes) and dot.nodes["cell.0.P6_td"]["label"] == "P6_td"
+
+
+def test_cli_paper_refusals_and_warnings(capsys):
+    assert _run(capsys, "render", "bifpn", "--style", "paper", "--lowered") == (2, "", "pyramidgraph render: the paper style draws the spec, not the lowered IR; leave out one of them\n")
+    assert _run(capsys, "render", "bifpn", "--cell", "--expand")[0] == 2
+    code, out, err = _run(capsys, "render", "nasfpn", "--style", "paper", "--width", "3")
+    assert code == 0 and out.startswith("digraph nasfpn {")
+    assert re.fullmatch(r"pyramidgraph render: warning: nasfpn: at 3 in wide the smallest text is \d\.\d pt, under 8 pt .*\n", err)
+
+
+@needs_dot
+def test_cli_writes_the_paper_figures_the_readme_shows(capsys, tmp_path):
+    for name in ("bifpn", "nasfpn"):
+        path = tmp_path / f"{name}_paper.svg"
+        assert _run(capsys, "render", name, "--style", "paper", "-o", str(path)) == (0, f"wrote {path} (svg)\n", "")
+        assert path.read_bytes().startswith(b"<?xml")
