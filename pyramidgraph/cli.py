@@ -3,6 +3,9 @@
 Spec problems print one ``file:line:col: path: message`` line each on stderr (followed by the
 YAML line and a caret, see :mod:`.diagnostics`) and exit with 2; nothing a user writes in a
 spec produces a traceback.
+
+Modules are imported by the commands that use them, so that ``--help``, ``--version``, ``list``
+and ``validate`` start without torch (``benchmarks/bench_cli.py`` times them).
 """
 
 from __future__ import annotations
@@ -12,8 +15,6 @@ import json
 import sys
 from typing import Any, Sequence
 
-import yaml
-
 from .errors import Issue, SpecError
 
 EXIT_SPEC_ERROR = 2
@@ -22,6 +23,8 @@ EXIT_SPEC_ERROR = 2
 def _parse_param(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise SpecError([Issue("<command line>", 0, 0, "--param", f"'{text}' is not NAME=VALUE")])
+    import yaml
+
     name, value = text.split("=", 1)
     try:
         parsed = yaml.safe_load(value) if value else ""
@@ -30,27 +33,29 @@ def _parse_param(text: str) -> tuple[str, Any]:
     return name.strip(), parsed
 
 
-def _parse_ints(text: str, what: str) -> list[int]:
-    try:
-        return [int(v) for v in text.replace("x", ",").replace(" ", ",").split(",") if v]
-    except ValueError:
-        raise SpecError([Issue("<command line>", 0, 0, what, f"'{text}' is not a list of integers")]) from None
+def _parse_ints(text: str, what: str, separator: str, form: str) -> list[int]:
+    """Positive integers separated by the pattern ``separator``; an empty item or anything else is refused
+    (``64,,128`` or ``320x`` are typing mistakes, not lists of one fewer)."""
+    import re
+
+    parts = re.split(separator, text.strip())
+    if not all(part.isascii() and part.isdigit() and int(part) > 0 for part in parts):
+        raise SpecError([Issue("<command line>", 0, 0, what, f"'{text}' is not {form}")])
+    return [int(part) for part in parts]
 
 
 def _image(text: str | None) -> tuple[int, int] | None:
     if text is None:
         return None
-    sides = _parse_ints(text, "--image")
-    if len(sides) == 1:
-        sides = sides * 2
-    if len(sides) != 2:
-        raise SpecError([Issue("<command line>", 0, 0, "--image", f"'{text}' is not HxW or N")])
-    return (sides[0], sides[1])
+    sides = _parse_ints(text.lower(), "--image", r"\s*x\s*", "HxW or N (positive integers, such as 512x640 or 512)")
+    if len(sides) > 2:
+        raise SpecError([Issue("<command line>", 0, 0, "--image", f"'{text}' is not HxW or N (positive integers, such as 512x640 or 512)")])
+    return (sides[0], sides[-1])
 
 
 def _common(args: argparse.Namespace) -> dict[str, Any]:
     return {
-        "in_channels": _parse_ints(args.in_channels, "--in-channels") if args.in_channels else None,
+        "in_channels": _parse_ints(args.in_channels, "--in-channels", r"\s*,\s*|\s+", "a comma-separated list of positive widths, such as 256,512,1024") if args.in_channels else None,
         "image": _image(args.image),
         "params": dict(_parse_param(p) for p in args.param or []),
     }
@@ -141,10 +146,23 @@ def _print_params(args: argparse.Namespace) -> int:
 
 def cmd_render(args: argparse.Namespace) -> int:
     """Draw the spec (see :mod:`.render`): DOT text on stdout, or the file -o names (format from its suffix)."""
+    import warnings
+
     from .render import GraphvizMissing, render, save
 
     common = _common(args)
-    graph = render(args.spec, common["in_channels"], image=common["image"], params=common["params"], lowered=args.lowered, expand=args.expand)
+    looks = {"style": args.style, "width": args.width, "legend": args.legend, "edge_labels": args.edge_labels, "ops": args.ops, "cell": args.cell}
+    try:
+        with warnings.catch_warnings(record=True) as caught:  # a paper figure whose text ends up under 8 pt
+            warnings.simplefilter("always")
+            graph = render(args.spec, common["in_channels"], image=common["image"], params=common["params"], lowered=args.lowered, expand=args.expand, **looks)
+    except SpecError:
+        raise
+    except ValueError as exc:  # options that do not go together (--style paper --lowered, --cell --expand)
+        print(f"pyramidgraph render: {exc}", file=sys.stderr)
+        return EXIT_SPEC_ERROR
+    for warning in caught:
+        print(f"pyramidgraph render: warning: {warning.message}", file=sys.stderr)
     if args.output is None:
         sys.stdout.write(graph.source)
         return 0
@@ -173,12 +191,27 @@ def cmd_list_ops(args: argparse.Namespace) -> int:
         if kind not in REGISTRIES:
             raise SpecError([Issue("<command line>", 0, 0, "list-ops", f"unknown op kind '{kind}'; kinds: {', '.join(REGISTRIES)}")])
         print(f"{kind}:")
-        for name, (cls, preset) in sorted(REGISTRIES[kind].entries.items()):
-            doc = (cls.__doc__ or "").strip().split("\n")[0]
-            alias = f" (= {cls.name} {json.dumps(preset)})" if preset or cls.name != name else ""
-            params = ", ".join(f.name for f in cls.param_fields())
-            print(f"  {name:<12} {doc}{alias}" + (f"  [{params}]" if params else ""))
+        entries = sorted(REGISTRIES[kind].entries.items())
+        indent = 2 + max(len(name) for name, _ in entries) + 2
+        for name, (cls, preset) in entries:
+            if preset or cls.name != name:  # an alias: point at the op it presets, described there
+                doc = f"Alias of {cls.name}" + (f" with {json.dumps(preset)}." if preset else ".")
+            else:
+                doc = " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split()).replace("``", "`")
+                params = ", ".join(f.name for f in cls.param_fields())
+                doc += f" Parameters: {params}." if params else ""
+            print(_hanging(f"  {name}".ljust(indent) + doc, indent))
     return 0
+
+
+def _hanging(text: str, indent: int) -> str:
+    """``text`` wrapped to the terminal (100 columns when not on one), continuation lines
+    indented to ``indent`` so that descriptions line up after the names."""
+    import shutil
+    import textwrap
+
+    width = max(60, shutil.get_terminal_size((100, 24)).columns)
+    return textwrap.fill(text, width=width, subsequent_indent=" " * indent, break_on_hyphens=False, break_long_words=False)
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -256,8 +289,23 @@ def cmd_new(args: argparse.Namespace) -> int:
     return 0
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: print ``pyramidgraph VERSION`` and exit 0. Unlike argparse's own, it looks
+    the version up (``importlib.metadata``) only when asked, not on every start."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, default: Any = argparse.SUPPRESS, help: str | None = None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: str | None = None) -> None:
+        from . import __version__
+
+        print(f"pyramidgraph {__version__}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pyramidgraph", description="Detector necks as YAML graphs, compiled to torch.fx.")
+    parser.add_argument("--version", action=_VersionAction, help="print the installed version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def spec_options(p: argparse.ArgumentParser) -> None:
@@ -289,6 +337,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="FILE", help="write FILE; the format comes from its suffix: .svg, .png, .pdf (these need Graphviz's dot), .dot (default: DOT text on stdout)")
     p.add_argument("--expand", action="store_true", help="draw every repetition of repeated blocks (default: each block once, titled 'x N')")
     p.add_argument("--lowered", action="store_true", help="draw the lowered IR: every op the compiler emits, with its output shape")
+    p.add_argument("--style", choices=["default", "paper"], default="default", help="paper: a figure for a publication: one cell, compact columns, names only, black and greys, at most --width wide, text at least 8 pt")
+    p.add_argument("--width", type=float, metavar="INCHES", help="scale a wider drawing down to INCHES (paper default: 7, a two-column page's text width; default style: no limit)")
+    p.add_argument("--legend", action=argparse.BooleanOptionalAction, default=None, help="draw the legend (default: yes)")
+    p.add_argument("--edge-labels", action=argparse.BooleanOptionalAction, default=None, help="label lines with their resample ops (default: yes; paper: no)")
+    p.add_argument("--ops", action=argparse.BooleanOptionalAction, default=None, help="put a node's post ops under its name (default: yes; paper: no)")
+    p.add_argument("--cell", action=argparse.BooleanOptionalAction, default=None, help="draw only one repetition of the largest repeated block, what it reads as its inputs (default: no; paper: yes, unless --expand)")
     p.set_defaults(run=cmd_render)
 
     p = sub.add_parser("list", help="list the bundled specs")

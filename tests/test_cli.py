@@ -149,8 +149,13 @@ def test_compile_errors_exit_2(capsys):
     "argv, message",
     [
         (["--param", "channels"], "<command line>: --param: 'channels' is not NAME=VALUE"),
-        (["--in-channels", "8,a"], "<command line>: --in-channels: '8,a' is not a list of integers"),
-        (["--image", "1x2x3"], "<command line>: --image: '1x2x3' is not HxW or N"),
+        (["--in-channels", "8,a"], "<command line>: --in-channels: '8,a' is not a comma-separated list of positive widths, such as 256,512,1024"),
+        (["--in-channels", "64,128,x"], "<command line>: --in-channels: '64,128,x' is not a comma-separated list of positive widths, such as 256,512,1024"),
+        (["--in-channels", "64,,128"], "<command line>: --in-channels: '64,,128' is not a comma-separated list of positive widths, such as 256,512,1024"),
+        (["--in-channels", "64,0"], "<command line>: --in-channels: '64,0' is not a comma-separated list of positive widths, such as 256,512,1024"),
+        (["--image", "1x2x3"], "<command line>: --image: '1x2x3' is not HxW or N (positive integers, such as 512x640 or 512)"),
+        (["--image", "320x"], "<command line>: --image: '320x' is not HxW or N (positive integers, such as 512x640 or 512)"),
+        (["--image", "x320"], "<command line>: --image: 'x320' is not HxW or N (positive integers, such as 512x640 or 512)"),
     ],
 )
 def test_bad_command_line_values_exit_2(capsys, argv, message):
@@ -181,18 +186,22 @@ def test_list_ops_lists_every_registered_op(capsys):
     assert (code, err) == (0, "")
     lines = out.splitlines()
     assert [line for line in lines if not line.startswith(" ")] == [f"{kind}:" for kind in REGISTRIES]
-    listed = [line.split()[0] for line in lines if line.startswith("  ")]
+    listed = [line.split()[0] for line in lines if line.startswith("  ") and line[2] != " "]
     assert listed == [name for registry in REGISTRIES.values() for name in sorted(registry.entries)]
 
 
-def test_list_ops_of_one_kind(capsys):
+def test_list_ops_of_one_kind_prints_whole_descriptions_aligned(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
     code, out, _err = _run(capsys, "list-ops", "fuse")
     assert code == 0
     lines = out.splitlines()
     assert lines[0] == "fuse:"
-    assert "  sum          Element-wise sum (FPN, PAFPN)." in lines
-    assert "  add          Element-wise sum (FPN, PAFPN). (= sum {})" in lines
-    assert [line.split()[0] for line in lines[1:]] == sorted(REGISTRIES["fuse"].entries)
+    assert lines[1:3] == ["  add       Alias of sum.", "  cat       Alias of concat."]
+    assert "  sum       Element-wise sum (FPN, PAFPN)." in lines
+    start = lines.index("  weighted  One learned weight per input (BiFPN). `norm: fast` is `relu(w) / (sum + eps)`, `softmax`")
+    assert lines[start + 1 :] == ["            is `softmax(w)`, `none` uses the raw weights. Parameters: norm, eps."]
+    assert all(len(line) <= 100 for line in lines)
+    assert [line.split()[0] for line in lines[1:] if line[2] != " "] == sorted(REGISTRIES["fuse"].entries)
 
 
 def test_list_ops_unknown_kind_exits_2(capsys):

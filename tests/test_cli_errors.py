@@ -179,7 +179,7 @@ def test_a_file_that_is_not_utf8_is_quoted_with_the_bad_byte_replaced(capsys, tm
 
 def test_issues_without_a_position_or_a_readable_file_print_one_line(capsys, tmp_path):
     assert _run(capsys, "validate", "fpnn")[2] == "fpnn: <spec>: no spec 'fpnn': not a file and not a bundled spec; did you mean 'fpn'?\n"
-    assert _run(capsys, "compile", "fpn", "--image", "1x2x3")[2] == "<command line>: --image: '1x2x3' is not HxW or N\n"
+    assert _run(capsys, "compile", "fpn", "--image", "1x2x3")[2] == "<command line>: --image: '1x2x3' is not HxW or N (positive integers, such as 512x640 or 512)\n"
     gone = Issue(str(tmp_path / "deleted.yaml"), 3, 5, "nodes.P3", "something")
     assert format_issues([gone]) == f"{tmp_path / 'deleted.yaml'}:3:5: nodes.P3: something"
     past_the_end = Issue(str(tmp_path / "deleted.yaml"), 99, 1, "", "x")
