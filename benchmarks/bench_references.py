@@ -107,8 +107,8 @@ def main() -> None:
             our_out = ours(feed)
         our_out = list(our_out.values()) if isinstance(our_out, dict) else list(our_out)
         error = max(((a - b).abs().max() / max(1.0, b.abs().max().item())).item() for a, b in zip(our_out, ref_out))
-        ref_ms = median_ms(lambda: call(module, inputs), args.runs)
-        our_ms = median_ms(lambda: ours(feed), args.runs)
+        ref_ms = median_ms(lambda call=call, module=module, inputs=inputs: call(module, inputs), args.runs)
+        our_ms = median_ms(lambda ours=ours, feed=feed: ours(feed), args.runs)
         print(f"{case['id']:28s} ref {ref_ms:8.2f} ms  ours {our_ms:8.2f} ms  ratio {our_ms / ref_ms:5.3f}  max rel err {error:.1e}")
 
 

@@ -127,6 +127,8 @@ def parse_yaml(raw: bytes | str, file: str) -> Document:
             problem += "; check the indentation"
         elif "'\\t'" in problem:
             problem += "; indent with spaces, not tabs"
+        elif "flow" in (exc.context or "") and _unquoted_expression(text, mark):
+            problem += '; inside { } or [ ] an expression must be quoted: "${...}"'
         raise SpecError([Issue(file, line, col, "", f"malformed YAML: {problem}")]) from None
     except yaml.YAMLError as exc:
         raise SpecError([Issue(file, 0, 0, "", f"malformed YAML: {exc}")]) from None
@@ -142,6 +144,13 @@ def parse_yaml(raw: bytes | str, file: str) -> Document:
     if converter.issues:
         raise SpecError(converter.issues)
     return doc
+
+
+def _unquoted_expression(text: str, mark: Any) -> bool:
+    """Whether the YAML error at ``mark`` comes from an unquoted ``${...}`` on its line: in flow
+    syntax (``{a: ${x}}``) YAML reads the expression's brace as the start of a mapping."""
+    lines = text.splitlines()
+    return mark is not None and mark.line < len(lines) and "${" in lines[mark.line][: mark.column + 1]
 
 
 def _document_start(text: str, previous: yaml.Node, node: yaml.Node) -> int:

@@ -36,7 +36,7 @@ doc: A three-level FPN-like neck; describe yours here (the first line shows in `
 # Nodes are feature maps at pyramid levels (level l has stride 2**l). Each node lists the maps it
 # reads in `from`; the compiler brings every one of them to the node's level and width (1x1
 # projection, nearest upsampling, max pooling), merges them with `fuse` (default: sum) and then
-# runs the node's `post` ops. Sections of docs/spec.md are given as §N.
+# runs the node's `post` ops. Sections of `pyramidgraph docs spec` are given as §N.
 params:                  # overridable: compile(spec, channels=128), --param channels=128 (§3)
   channels: 64           # width of every node
 example:                 # the backbone used when no in_channels are given (§4)
@@ -200,7 +200,8 @@ def _header(name: str, origin: str, schema: str, text: str) -> str:
         *(f"#   {command.ljust(width)}  # {why}" for command, why in commands),
         f"#   {_other_backbone(file, text)}",
         f'# In Python: neck = pyramidgraph.compile("{file}"); outs = neck(neck.example_inputs())',
-        "# The language reference is docs/spec.md in the pyramidgraph repository; recipes are in docs/cookbook.md.",
+        "# Installed documentation: `pyramidgraph docs spec` (the language), `pyramidgraph docs specs` (the",
+        "# bundled specs' parameters), `pyramidgraph docs cookbook` (recipes); `pyramidgraph info SPEC --params`.",
         *completion,
         "",
     ]

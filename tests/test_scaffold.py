@@ -87,8 +87,13 @@ def test_header_says_how_to_use_the_spec():
         "pyramidgraph compile mybifpn.yaml --in-channels 40,112,320 --param channels=128",
         "pyramidgraph schema > pyramidgraph.schema.json",
         'pyramidgraph.compile("mybifpn.yaml")',
+        "`pyramidgraph docs spec`",
+        "`pyramidgraph docs specs`",
+        "`pyramidgraph docs cookbook`",
+        "`pyramidgraph info SPEC --params`",
     ):
         assert command in header, command
+    assert "docs/spec.md" not in text  # documentation a user of the installed package has: the docs command
 
 
 def test_name_is_set_in_any_mapping_style():
