@@ -54,7 +54,7 @@ def spec_summary(path: Path) -> str:
     import yaml
 
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml where PyYAML has it
     except (OSError, yaml.YAMLError, UnicodeDecodeError):
         return ""
     doc = data.get("doc", "") if isinstance(data, dict) else ""

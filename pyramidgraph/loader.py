@@ -115,7 +115,7 @@ def parse_yaml(raw: bytes | str, file: str) -> Document:
     if text.startswith("\ufeff"):
         text = text[1:]
     try:
-        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        nodes = _compose(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
@@ -144,6 +144,20 @@ def parse_yaml(raw: bytes | str, file: str) -> Document:
     if converter.issues:
         raise SpecError(converter.issues)
     return doc
+
+
+def _compose(text: str) -> list[yaml.Node]:
+    """The YAML documents of ``text`` as nodes (with their marks), by libyaml where PyYAML has
+    it: the pure-Python parser takes most of the time of validating a bundled spec. A text
+    libyaml refuses is parsed again by the Python parser, whose messages (and the hints added
+    to them below) are the ones users see and the tests pin."""
+    fast = getattr(yaml, "CSafeLoader", None)
+    if fast is not None:
+        try:
+            return list(yaml.compose_all(text, Loader=fast))
+        except yaml.YAMLError:
+            pass
+    return list(yaml.compose_all(text, Loader=yaml.SafeLoader))
 
 
 def _unquoted_expression(text: str, mark: Any) -> bool:

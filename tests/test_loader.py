@@ -283,3 +283,15 @@ def test_yaml_text_spec_errors_are_located():
     with pytest.raises(SpecError) as info:
         pyramidgraph.validate(text)
     assert [issue.format() for issue in info.value.issues] == ["<string>:9:19: nodes.P3.from[1]: unknown input or node 'P4x'; did you mean 'P4'?"]
+
+
+@pytest.mark.parametrize("name", sorted(pyramidgraph.bundled_specs()))
+def test_libyaml_and_the_python_parser_give_the_same_document_and_positions(name, monkeypatch):
+    import yaml
+
+    text = pyramidgraph.bundled_specs()[name].read_text(encoding="utf-8")
+    fast = parse_yaml(text, "spec.yaml")
+    monkeypatch.delattr(yaml, "CSafeLoader", raising=False)
+    slow = parse_yaml(text, "spec.yaml")
+    assert fast.data == slow.data
+    assert (fast.values, fast.keys) == (slow.values, slow.keys)
