@@ -66,7 +66,7 @@ import warnings
 import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import graphviz
 
@@ -787,26 +787,18 @@ def _spec_diagram(analysis: Analysis, expand: bool, look: _Look = _DEFAULT_LOOK)
     for level in sorted(level_y, reverse=True):
         g.node(f"#level_{level}", f"level {level}\n/{2**level}", shape="plaintext", style="", fontsize="10", fontcolor="#666666", pos=_pos(header_x, level_y[level]))
 
-    def emit(parent: graphviz.Digraph, members: list[_Box], depth: int) -> None:
-        inner: dict[str, list[_Box]] = {}
-        for box in members:
-            if len(box.clusters) > depth:
-                inner.setdefault(box.clusters[depth][0], []).append(box)
-            else:
-                _emit_box(parent, box, centres[box.name])
-        for key, inside in inner.items():
-            title = inside[0].clusters[depth][1]
-            with parent.subgraph(name=f"cluster_{key}") as sub:
-                sub.attr(label=title, style="rounded,dashed", color="#888888", fontsize="12", labeljust="l", margin="12")
-                emit(sub, inside, depth + 1)
-                # neato sizes a box to its members and writes the title over whatever is at its
-                # top: an empty member above the top row keeps the title's place free
-                left = min(centres[b.name][0] - _box_width(b) / 2 for b in inside)
-                top = max(centres[b.name][1] for b in inside) + 0.45 + 0.3 * (max(len(b.clusters) for b in inside) - depth - 1)
-                width = len(title) * _TITLE_CHAR
-                sub.node(f"#title_{key}", "", shape="plaintext", style="", width=f"{width:.2f}", height="0.2", fixedsize="true", pos=_pos(left + width / 2, top))
+    def dress(sub: graphviz.Digraph, key: str, inside: list[_Box], depth: int) -> None:
+        sub.attr(label=inside[0].clusters[depth][1], style="rounded,dashed", color="#888888", fontsize="12", labeljust="l", margin="12")
 
-    emit(g, boxes, 0)
+    def title(sub: graphviz.Digraph, key: str, inside: list[_Box], depth: int) -> None:
+        # neato sizes a box to its members and writes the title over whatever is at its
+        # top: an empty member above the top row keeps the title's place free
+        left = min(centres[b.name][0] - _box_width(b) / 2 for b in inside)
+        top = max(centres[b.name][1] for b in inside) + 0.45 + 0.3 * (max(len(b.clusters) for b in inside) - depth - 1)
+        width = len(inside[0].clusters[depth][1]) * _TITLE_CHAR
+        sub.node(f"#title_{key}", "", shape="plaintext", style="", width=f"{width:.2f}", height="0.2", fixedsize="true", pos=_pos(left + width / 2, top))
+
+    _emit_nested(g, boxes, 0, lambda parent, box: _emit_box(parent, box, centres[box.name]), dress, title)
     labels = _label_positions(boxes, edges, centres)
     for index, edge in enumerate(edges):
         colour = EDGE_COLOURS[edge.direction]
@@ -831,6 +823,23 @@ def _label_markup(lines: list[str]) -> str:
         return lines[0]
     rows = f'<TR><TD HEIGHT="{_LINE_GAP_PT}"></TD></TR>'.join(f"<TR><TD>{_html(line)}</TD></TR>" for line in lines)
     return f'<<TABLE BORDER="0" CELLSPACING="0" CELLPADDING="0">{rows}</TABLE>>'
+
+
+def _emit_nested(parent: graphviz.Digraph, members: list[_Box], depth: int, emit_box: Callable, dress: Callable, title: Callable) -> None:
+    """Write boxes into Graphviz clusters nested by each box's ``clusters`` path (a block inside
+    a block is a cluster inside a cluster). ``dress`` styles a cluster before its members are
+    written, ``title`` adds its title's placeholder after them; both styles share the walk."""
+    inner: dict[str, list[_Box]] = {}
+    for box in members:
+        if len(box.clusters) > depth:
+            inner.setdefault(box.clusters[depth][0], []).append(box)
+        else:
+            emit_box(parent, box)
+    for key, inside in inner.items():
+        with parent.subgraph(name=f"cluster_{key}") as sub:
+            dress(sub, key, inside, depth)
+            _emit_nested(sub, inside, depth + 1, emit_box, dress, title)
+            title(sub, key, inside, depth)
 
 
 def _emit_box(g: graphviz.Digraph, box: _Box, centre: tuple[float, float]) -> None:
@@ -1045,21 +1054,14 @@ def _paper_diagram(flat: FlatSpec, boxes: list[_Box], edges: list[_Edge], look: 
             attrs.update(peripheries="2")
         parent.node(box.name, _label_markup(box.lines), **attrs)
 
-    def emit(parent: graphviz.Digraph, members: list[_Box], depth: int) -> None:
-        inner: dict[str, list[_Box]] = {}
-        for box in members:
-            if len(box.clusters) > depth:
-                inner.setdefault(box.clusters[depth][0], []).append(box)
-            else:
-                emit_box(parent, box)
-        for key, inside in inner.items():
-            with parent.subgraph(name=f"cluster_{key}") as sub:
-                sub.attr(label=inside[0].clusters[depth][1], style="rounded,dashed", color="#7f7f7f", labeljust="l", margin=f"{look.cluster_margin:g}")
-                emit(sub, inside, depth + 1)
-                x, y, title_w = layout.titles[key]
-                sub.node(f"#title_{key}", "", shape="plaintext", style="", width=f"{title_w:.2f}", height=f"{1.2 * look.title_pt / 72:.2f}", fixedsize="true", pos=_pos(x, y))
+    def dress(sub: graphviz.Digraph, key: str, inside: list[_Box], depth: int) -> None:
+        sub.attr(label=inside[0].clusters[depth][1], style="rounded,dashed", color="#7f7f7f", labeljust="l", margin=f"{look.cluster_margin:g}")
 
-    emit(g, boxes, 0)
+    def title(sub: graphviz.Digraph, key: str, inside: list[_Box], depth: int) -> None:
+        x, y, title_w = layout.titles[key]
+        sub.node(f"#title_{key}", "", shape="plaintext", style="", width=f"{title_w:.2f}", height=f"{1.2 * look.title_pt / 72:.2f}", fixedsize="true", pos=_pos(x, y))
+
+    _emit_nested(g, boxes, 0, emit_box, dress, title)
     for index, edge in enumerate(edges):
         colour, line_style = _PAPER_EDGES[edge.direction]
         attrs = {"color": colour} | ({"style": line_style} if line_style != "solid" else {})
