@@ -23,7 +23,6 @@ from torch import nn
 
 from .contract import InputContract
 from .ir import IRGraph, IROp
-from .runtime import unpack_features
 
 __all__ = ["Emitter", "emit_graph"]
 
@@ -69,17 +68,16 @@ class Emitter:
 def emit_graph(ir: IRGraph, contract: InputContract | None = None) -> tuple[torch.fx.Graph, dict[str, nn.Module]]:
     """The fx graph and the modules (by qualified name) that implement ``ir``.
 
-    With a ``contract`` the forward starts by checking its inputs against it
-    (:meth:`InputContract.check_inputs`); without one it only unpacks them."""
+    The forward starts by checking its inputs against ``contract``
+    (:meth:`InputContract.check_inputs`); without one, against the IR's own (count, widths
+    and batch; sizes are not re-inferred, as there is no spec to infer them from)."""
     graph = torch.fx.Graph()
     modules: dict[str, nn.Module] = {}
     emitter = Emitter(graph, modules)
     features = graph.placeholder("features")
-    names = tuple(name for name, _ in ir.external_inputs())
-    if contract is not None:
-        unpacked = graph.create_node("call_function", contract.check_inputs, (features,), {}, name="inputs")
-    else:
-        unpacked = graph.create_node("call_function", unpack_features, (features, names), {}, name="inputs")
+    if contract is None:
+        contract = InputContract.from_ir(ir)
+    unpacked = graph.create_node("call_function", contract.check_inputs, (features,), {}, name="inputs")
     env: dict[str, torch.fx.Node] = {}
     for index, (name, _shape) in enumerate(ir.inputs):
         env[name] = graph.create_node("call_function", operator.getitem, (unpacked, index), {}, name=_var(name))

@@ -8,31 +8,12 @@ are plain (no data-dependent Python control flow on tensor values), so ``torch.c
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["unpack_features", "pad_same", "WeightedSum", "init_conv", "INIT_SCHEMES"]
-
-
-def unpack_features(features: Any, names: Sequence[str]) -> list[torch.Tensor]:
-    """Accept a list/tuple (finest level first) or a mapping keyed by input name.
-
-    Raises ``TypeError`` naming what was expected, so a caller passing the wrong pyramid gets
-    a message instead of an ``IndexError`` deep inside the graph.
-    """
-    if isinstance(features, Mapping):
-        missing = [n for n in names if n not in features]
-        if missing:
-            raise TypeError(f"neck inputs: missing {missing}; expected keys {list(names)}, got {list(features)}")
-        return [features[n] for n in names]
-    if isinstance(features, (list, tuple)):
-        if len(features) != len(names):
-            raise TypeError(f"neck inputs: expected {len(names)} feature maps ({', '.join(names)}), got {len(features)}")
-        return list(features)
-    raise TypeError(f"neck inputs: expected a list, tuple or dict of tensors, got {type(features).__name__}")
+__all__ = ["pad_same", "WeightedSum", "init_conv", "INIT_SCHEMES"]
 
 
 def pad_same(x: torch.Tensor, kernel: int, stride: int, value: float = 0.0) -> torch.Tensor:
