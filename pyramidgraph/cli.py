@@ -58,6 +58,7 @@ def _common(args: argparse.Namespace) -> dict[str, Any]:
         "in_channels": _parse_ints(args.in_channels, "--in-channels", r"\s*,\s*|\s+", "a comma-separated list of positive widths, such as 256,512,1024") if args.in_channels else None,
         "image": _image(args.image),
         "params": dict(_parse_param(p) for p in args.param or []),
+        "include_dirs": list(args.include_dir or []),
     }
 
 
@@ -75,7 +76,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     failed = False
     for spec in args.specs:
         try:
-            analysis = analyze(spec, common["in_channels"], image=common["image"], params=common["params"])
+            analysis = analyze(spec, common["in_channels"], image=common["image"], params=common["params"], include_dirs=common["include_dirs"])
         except SpecError as exc:
             report(exc, args)
             failed = True
@@ -88,7 +89,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from .compiler import compile as compile_spec
 
     common = _common(args)
-    neck = compile_spec(args.spec, common["in_channels"], image=common["image"], params=common["params"])
+    neck = compile_spec(args.spec, common["in_channels"], image=common["image"], params=common["params"], include_dirs=common["include_dirs"])
     if args.code:
         print(neck.code.strip())
         return 0
@@ -117,7 +118,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .info import neck_info
 
     common = _common(args)
-    cost = neck_info(args.spec, common["in_channels"], image=common["image"], params=common["params"])
+    cost = neck_info(args.spec, common["in_channels"], image=common["image"], params=common["params"], include_dirs=common["include_dirs"])
     print(cost.to_json() if args.json else cost.table())
     return 0
 
@@ -155,7 +156,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     try:
         with warnings.catch_warnings(record=True) as caught:  # a paper figure whose text ends up under 8 pt
             warnings.simplefilter("always")
-            graph = render(args.spec, common["in_channels"], image=common["image"], params=common["params"], lowered=args.lowered, expand=args.expand, **looks)
+            graph = render(args.spec, common["in_channels"], image=common["image"], params=common["params"], lowered=args.lowered, expand=args.expand, include_dirs=common["include_dirs"], **looks)
     except SpecError:
         raise
     except ValueError as exc:  # options that do not go together (--style paper --lowered, --cell --expand)
@@ -312,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--in-channels", help="input widths, finest first: 256,512,1024,2048 (default: the spec's example)")
         p.add_argument("--image", help="image size HxW or N, for size checks (default: the spec's example)")
         p.add_argument("--param", action="append", metavar="NAME=VALUE", help="override a spec parameter (repeatable)")
+        p.add_argument("--include-dir", action="append", metavar="DIR", help="a folder whose files include: may read, besides the spec's own folder (repeatable)")
 
     p = sub.add_parser("validate", help="check specs; exit 2 with located messages on problems")
     p.add_argument("specs", nargs="+", metavar="SPEC")

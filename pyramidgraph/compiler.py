@@ -17,7 +17,7 @@ from .errors import Issue, SpecError, did_you_mean
 from .expand import FlatSpec, expand
 from .graph import check_graph
 from .ir import IRGraph
-from .library import bundled_specs, find_bundled
+from .library import bundled_specs, find_bundled, include_roots
 from .loader import Document, load_document
 from .passes import DEFAULT_PASSES, PASSES, run_passes
 from .schema import check_schema
@@ -68,15 +68,19 @@ def analyze(
     *,
     image: int | tuple[int, int] | None = None,
     params: Mapping[str, Any] | None = None,
+    include_dirs: Sequence[str | os.PathLike] = (),
 ) -> Analysis:
-    """Run load, schema, expand, graph and shape checks; raise :class:`SpecError` on problems."""
+    """Run load, schema, expand, graph and shape checks; raise :class:`SpecError` on problems.
+
+    ``include_dirs``: folders whose files ``include:`` may read, besides the spec's own folder
+    (and the bundled specs); a spec given as text or a dict has no folder of its own."""
     doc = load(spec)
     if in_channels is not None and (isinstance(in_channels, (str, bytes)) or not isinstance(in_channels, (Mapping, Sequence))):
         raise SpecError([Issue(doc.file, 0, 0, "in_channels", f"in_channels must be a list of widths (finest first) or a mapping of input name to width, not {in_channels!r}")])
     issues = check_schema(doc)
     if issues:
         raise SpecError(issues)
-    flat, issues = expand(doc, in_channels, params or {}, image)
+    flat, issues = expand(doc, in_channels, params or {}, image, include_dirs)
     issues += check_graph(doc, flat, reachability=not issues)
     if issues:
         raise SpecError(issues)
@@ -93,11 +97,13 @@ def validate(
     in_channels: Sequence[int] | Mapping[str, int] | None = None,
     *,
     image: int | tuple[int, int] | None = None,
+    include_dirs: Sequence[str | os.PathLike] = (),
     **params: Any,
 ) -> Analysis:
     """Check a spec without building modules. ``in_channels`` and ``image`` default to the
-    spec's ``example``. Raises :class:`SpecError` listing every problem found."""
-    return analyze(spec, in_channels, image=image, params=params)
+    spec's ``example``; ``include_dirs`` as for :func:`analyze`. Raises :class:`SpecError`
+    listing every problem found."""
+    return analyze(spec, in_channels, image=image, params=params, include_dirs=include_dirs)
 
 
 def compile(
@@ -111,6 +117,7 @@ def compile(
     output_names: Sequence[str] | None = None,
     return_type: str | None = None,
     feature_info: Any = None,
+    include_dirs: Sequence[str | os.PathLike] = (),
     **param_overrides: Any,
 ) -> PyramidNeck:
     """Compile a spec to a :class:`PyramidNeck` (a ``torch.fx.GraphModule``).
@@ -122,7 +129,8 @@ def compile(
     and ``return_type`` rename the neck's interface without touching the spec (to match the
     feature names of a backbone or the outputs a detector head expects). ``feature_info``
     (a timm backbone's, see :mod:`pyramidgraph.adapters.timm`) gives the input widths and
-    levels instead of ``in_channels``. Raises :class:`SpecError`.
+    levels instead of ``in_channels``. ``include_dirs``: folders ``include:`` may read besides
+    the spec's own. Raises :class:`SpecError`.
     """
     from .codegen import emit_graph  # torch: only compiling needs it, checking a spec does not
     from .contract import InputContract
@@ -134,7 +142,7 @@ def compile(
 
         spec = load(spec)
         in_channels, overrides = feature_info_arguments(spec, feature_info, in_channels, overrides)
-    analysis = analyze(spec, in_channels, image=image, params=overrides)
+    analysis = analyze(spec, in_channels, image=image, params=overrides, include_dirs=include_dirs)
     if feature_info is not None:
         check_feature_levels(analysis, feature_info)
     unknown = [p for p in passes if p not in PASSES]
@@ -162,6 +170,9 @@ def compile(
             "input_names": input_names,
             "output_names": output_names,
             "return_type": return_type,
+            # the spec is rebuilt from its data, not its file: its own folder stays readable for
+            # its includes wherever the neck is unpickled (another working directory, say)
+            "include_dirs": [str(d) for d in include_roots(analysis.doc.file, include_dirs)],
         },
     )
     contract.rebuild = info.rebuild

@@ -184,8 +184,9 @@ class _BlockOutputs:
 
 
 class _Expander:
-    def __init__(self, doc: Document, in_channels: Any, params: Mapping[str, Any], image: Any, param_origins: Mapping[str, Where] | None = None):
+    def __init__(self, doc: Document, in_channels: Any, params: Mapping[str, Any], image: Any, param_origins: Mapping[str, Where] | None = None, include_dirs: Sequence[Any] = ()):
         self.doc = doc
+        self.include_dirs = tuple(include_dirs)  # folders includes may read besides the spec's own
         self.param_origins = dict(param_origins or {})  # where overrides were written (an include's params), if not in this spec
         self.issues: list[Issue] = []
         self.user_in_channels = in_channels
@@ -497,11 +498,14 @@ class _Expander:
         The included spec keeps its own parameters (overridden by ``params``), defaults and
         positions: problems inside it are reported in its own file.
         """
-        from .library import resolve_include
+        from .library import IncludeRefused, resolve_include
         from .schema import check_schema
 
         ref = self.ev(body["include"], env, where + ("include",))
-        path = resolve_include(str(ref), self.doc.file)
+        try:
+            path = resolve_include(str(ref), self.doc.file, self.include_dirs)
+        except IncludeRefused as exc:
+            raise self.fail(where + ("include",), str(exc)) from None
         if path is None:
             raise self.fail(where + ("include",), f"cannot include '{ref}': no such file or bundled spec")
         if str(path) in self.include_stack or len(self.include_stack) >= MAX_INCLUDE_DEPTH:
@@ -529,7 +533,7 @@ class _Expander:
             raise _Bad()
         outer = where.doc or self.doc  # an override's problem is reported at the include's params entry
         origins = {key: Where((where + ("params", key)).raw, (where + ("params", key)).shown, outer) for key in params}
-        sub = _Expander(doc, [None] * len(refs), params, None, origins)
+        sub = _Expander(doc, [None] * len(refs), params, None, origins, self.include_dirs)
         sub.issues, sub.nodes, sub.edges = self.issues, self.nodes, self.edges
         sub.include_stack = self.include_stack + [str(path)]
         sub.pending_outputs = self.pending_outputs
@@ -734,9 +738,12 @@ def _may_be_broken(name: str, scope: Scope | None) -> bool:
     return False
 
 
-def expand(doc: Document, in_channels: Any = None, params: Mapping[str, Any] | None = None, image: Any = None) -> tuple[FlatSpec | None, list[Issue]]:
-    """Expand a schema-valid document. Returns the flat spec (None if unusable) and the issues."""
-    ex = _Expander(doc, in_channels, params or {}, image)
+def expand(
+    doc: Document, in_channels: Any = None, params: Mapping[str, Any] | None = None, image: Any = None, include_dirs: Sequence[Any] = ()
+) -> tuple[FlatSpec | None, list[Issue]]:
+    """Expand a schema-valid document. Returns the flat spec (None if unusable) and the issues.
+    ``include_dirs`` are folders ``include:`` may read besides the spec's own."""
+    ex = _Expander(doc, in_channels, params or {}, image, include_dirs=include_dirs)
     data = doc.data
     env = ex.params(data)
     inputs = ex.inputs(data, env)

@@ -158,6 +158,7 @@ def neck_info(
     *,
     image: int | tuple[int, int] | None = None,
     params: Mapping[str, Any] | None = None,
+    include_dirs: Sequence[Any] = (),
 ) -> NeckCost:
     """Level, stride, width, size, parameters and MACs of every node of ``spec`` (see the module
     docstring for what is counted). ``in_channels`` and ``image`` default to the spec's
@@ -166,7 +167,7 @@ def neck_info(
     example = doc.data.get("example") if isinstance(doc.data, dict) else None
     if image is None and not (isinstance(example, dict) and example.get("image")):
         image = DEFAULT_IMAGE  # decided before analysing, so the spec is analysed once
-    analysis = analyze(doc, in_channels, image=image, params=params)
+    analysis = analyze(doc, in_channels, image=image, params=params, include_dirs=include_dirs)
     ir = run_passes(analysis.ir, [PASSES[p] for p in DEFAULT_PASSES])
     costs = op_costs(ir)
     per_node: dict[str, list[OpCost]] = {}

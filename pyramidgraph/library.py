@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 
 __all__ = ["bundled_specs", "find_bundled", "spec_summary", "guide_dir"]
 
@@ -37,16 +38,46 @@ def find_bundled(name: str | os.PathLike) -> Path | None:
     return bundled_specs().get(stem)
 
 
-def resolve_include(ref: str, including_file: str) -> Path | None:
-    """The file an ``include:`` names: a path relative to the including spec, or a bundled spec."""
-    candidates = []
+class IncludeRefused(ValueError):
+    """An ``include:`` that names a file outside the folders a spec may read."""
+
+
+def include_roots(including_file: str, include_dirs: Sequence[str | os.PathLike] = ()) -> list[Path]:
+    """The folders an ``include:`` may read from: the including spec's own folder (when it is a
+    file) and the folders the caller named, each with everything below it."""
+    roots = []
     if including_file and not including_file.startswith("<"):
-        candidates.append(Path(including_file).resolve().parent / ref)
-    candidates.append(Path(ref))
-    for candidate in candidates:
+        roots.append(Path(including_file).resolve().parent)
+    roots.extend(Path(d).resolve() for d in include_dirs)
+    return roots
+
+
+def resolve_include(ref: str, including_file: str, include_dirs: Sequence[str | os.PathLike] = ()) -> Path | None:
+    """The file an ``include:`` names: a path relative to one of :func:`include_roots` (the
+    spec's folder first) or absolute, that lies under one of them; else a bundled spec; None
+    when neither exists.
+
+    A spec never reads outside those folders, so a hostile spec cannot pull ``/etc/passwd`` or
+    ``../../secret.yaml`` into an error message: a path that resolves (links followed) outside
+    every root raises :class:`IncludeRefused`, whose message does not show the file.
+    """
+    roots = include_roots(including_file, include_dirs)
+    outside = False
+    for root in roots:
+        try:
+            candidate = (root / ref).resolve()
+        except (OSError, RuntimeError, ValueError):  # a name too long, a link loop, a NUL byte
+            continue
+        if not any(candidate.is_relative_to(r) for r in roots):
+            outside = True
+            continue
         if candidate.is_file():
             return candidate
-    return find_bundled(ref)
+    bundled = find_bundled(ref)
+    if bundled is None and (outside or (not roots and ("/" in ref or os.sep in ref))):
+        where = ", ".join(str(r) for r in roots) or "none: the spec is not a file"
+        raise IncludeRefused(f"cannot include '{ref}': an include names a bundled spec or a file under the including spec's folder or a folder given with include_dirs (here: {where})")
+    return bundled
 
 
 def spec_summary(path: Path) -> str:

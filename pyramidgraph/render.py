@@ -262,6 +262,7 @@ def render(
     edge_labels: bool | None = None,
     ops: bool | None = None,
     cell: bool | None = None,
+    include_dirs: Sequence[str | os.PathLike] = (),
 ) -> graphviz.Digraph:
     """The diagram of ``spec`` as a ``graphviz.Digraph`` (the module docstring says what it shows).
 
@@ -288,7 +289,7 @@ def render(
         raise ValueError("the paper style draws the spec, not the lowered IR; leave out one of them")
     if cell and expand:
         raise ValueError("cell draws one repetition and expand every one; leave out one of them")
-    analysis = analyze(spec, in_channels, image=image, params=params)
+    analysis = analyze(spec, in_channels, image=image, params=params, include_dirs=include_dirs)
     if lowered:
         return _lowered_diagram(analysis, width)
     if paper:
