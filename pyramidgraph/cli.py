@@ -110,6 +110,14 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _unwritable(option: str, path: str, exc: OSError) -> SpecError:
+    """An output path that cannot be written (a file where a folder goes, a folder under a
+    file, no permission), said in one line instead of a traceback."""
+    why = exc.strerror or str(exc)
+    culprit = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else ""
+    return SpecError([Issue("<command line>", 0, 0, option, f"cannot write '{path}': {why}{culprit}")])
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     """Per-node level, stride, width, size, parameters and MACs (see :mod:`.info`), as a table or
     JSON; with ``--params``, the spec's parameters instead (read from the spec, nothing compiled)."""
@@ -172,6 +180,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     except (GraphvizMissing, ValueError) as exc:
         print(f"pyramidgraph render: {exc}", file=sys.stderr)
         return EXIT_SPEC_ERROR
+    except OSError as exc:
+        raise _unwritable("-o", args.output, exc) from None
     print(f"wrote {args.output} ({fmt})")
     return 0
 
@@ -224,35 +234,44 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     """Write the spec that reproduces a reference neck, and its checkpoint under our key names."""
+    import io
     from pathlib import Path
 
     import torch
 
+    from .files import MAX_CHECKPOINT_BYTES, MAX_CONFIG_BYTES, read_regular_file
     from .interop import conversion, from_reference
-    from .interop.base import ConversionError
+    from .interop.base import CheckpointError, ConversionError, check_checkpoint
     from .interop.export import converted_spec_text
 
     try:
-        config = json.loads(Path(args.config).read_text(encoding="utf-8"))
+        config = json.loads(read_regular_file(args.config, MAX_CONFIG_BYTES).decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConversionError(args.config, f"cannot read the config as JSON: {exc}") from None
+        raise ConversionError(args.config, f"cannot read the config as JSON: {getattr(exc, 'strerror', None) or exc}") from None
     plan = conversion(args.source, config)
     state = None
     if args.weights:
         try:
-            state = torch.load(args.weights, map_location="cpu", weights_only=True)
+            state = torch.load(io.BytesIO(read_regular_file(args.weights, MAX_CHECKPOINT_BYTES)), map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises many types for unreadable checkpoints
-            raise ConversionError(args.weights, f"cannot load the checkpoint: {exc}") from None
+            raise CheckpointError(args.weights, f"cannot load the checkpoint: {getattr(exc, 'strerror', None) or exc}") from None
         if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
             state = state["state_dict"]
+        check_checkpoint(state, args.weights)
     neck = from_reference(args.source, config, state)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     spec_path = out / "neck.yaml"
-    spec_path.write_text(converted_spec_text(args.source, config, plan), encoding="utf-8")
+    if out.exists() and not out.is_dir():
+        raise SpecError([Issue("<command line>", 0, 0, "--out", f"'{args.out}' is a file; --out names the folder for neck.yaml and neck.pt")])
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        spec_path.write_text(converted_spec_text(args.source, config, plan), encoding="utf-8")
+        if state is not None:
+            torch.save(neck.state_dict(), out / "neck.pt")
+    except OSError as exc:
+        raise _unwritable("--out", args.out, exc) from None
     print(f"wrote {spec_path}")
     if state is not None:
-        torch.save(neck.state_dict(), out / "neck.pt")
         print(f"wrote {out / 'neck.pt'} ({len(neck.state_dict())} tensors, pyramidgraph key names)")
     print(f"load with: pyramidgraph.compile({str(spec_path)!r})" + (f" then load_state_dict(torch.load({str(out / 'neck.pt')!r}))" if state is not None else ""))
     return 0

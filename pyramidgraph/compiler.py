@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .errors import Issue, SpecError, did_you_mean
 from .expand import FlatSpec, expand
+from .files import looks_like_file, shorten
 from .graph import check_graph
 from .ir import IRGraph
 from .library import bundled_specs, find_bundled, include_roots
@@ -55,10 +56,11 @@ def load(spec: SpecSource | Document) -> Document:
         if bundled is not None:
             return load_document(bundled, name=str(bundled))
         text = str(spec)
-        if "\n" not in text and ":" not in text and not os.path.exists(text):
+        if "\n" not in text and ":" not in text and not looks_like_file(text):
             names = list(bundled_specs())
             hint = did_you_mean(text, names) or f"; bundled specs: {', '.join(names)}"
-            raise SpecError([Issue(text, 0, 0, "", f"no spec '{text}': not a file and not a bundled spec{hint}")])
+            shown = shorten(text)
+            raise SpecError([Issue(shown, 0, 0, "", f"no spec '{shown}': not a file and not a bundled spec{hint}")])
     return load_document(spec)
 
 

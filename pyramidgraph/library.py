@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from .files import looks_like_file
+
 __all__ = ["bundled_specs", "find_bundled", "spec_summary", "guide_dir"]
 
 _PACKAGE = Path(__file__).parent
@@ -32,7 +34,7 @@ def bundled_specs() -> dict[str, Path]:
 def find_bundled(name: str | os.PathLike) -> Path | None:
     """The bundled spec called ``name`` (``bifpn`` or ``bifpn.yaml``), unless a file of that name exists."""
     text = str(name)
-    if "\n" in text or Path(text).exists() or "/" in text or os.sep in text:
+    if "\n" in text or "/" in text or os.sep in text or looks_like_file(text):
         return None
     stem = text[: -len(".yaml")] if text.endswith(".yaml") else text
     return bundled_specs().get(stem)

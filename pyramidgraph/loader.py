@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
 from .errors import Issue, SpecError, format_path
+from .files import FileRefused, looks_like_file, read_regular_file, shorten
 
 __all__ = ["Document", "load_document", "MAX_SPEC_BYTES", "MAX_YAML_NODES"]
 
@@ -77,18 +77,16 @@ def load_document(source: str | os.PathLike | Mapping, name: str | None = None) 
     if isinstance(source, Mapping):
         return Document(data=_plain_copy(source), file=name or "<dict>")
     if isinstance(source, os.PathLike) or (
-        isinstance(source, str)
-        and "\n" not in source
-        and (source.endswith((".yaml", ".yml")) or Path(source).is_file())
+        isinstance(source, str) and "\n" not in source and (source.endswith((".yaml", ".yml")) or looks_like_file(source))
     ):
-        path = Path(source)
-        file = name or str(source)
+        file = name or shorten(str(source), 1024)
         try:
-            raw = path.read_bytes() if path.stat().st_size <= MAX_SPEC_BYTES else None
-        except OSError as exc:
-            raise SpecError([Issue(file, 0, 0, "", f"cannot read spec: {exc.strerror or exc}")]) from None
-        if raw is None:
-            raise SpecError([Issue(file, 0, 0, "", f"spec is larger than {MAX_SPEC_BYTES} bytes")])
+            raw = read_regular_file(source, MAX_SPEC_BYTES)
+        except FileRefused as exc:
+            message = f"spec is {exc}" if str(exc).startswith("larger") else f"cannot read spec: it is {exc}"
+            raise SpecError([Issue(file, 0, 0, "", message)]) from None
+        except (OSError, ValueError) as exc:
+            raise SpecError([Issue(file, 0, 0, "", f"cannot read spec: {getattr(exc, 'strerror', None) or exc}")]) from None
         return parse_yaml(raw, file)
     if isinstance(source, (bytes, str)):
         return parse_yaml(source, name or "<string>")

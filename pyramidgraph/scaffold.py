@@ -228,6 +228,9 @@ def write_scaffold(name: str, source: str | os.PathLike | None = None, out_dir: 
     if directory.exists() and not directory.is_dir():
         raise _fail(f"--out {directory} is not a directory")
     text = scaffold_text(name, source, schema_reference(directory))
-    directory.mkdir(parents=True, exist_ok=True)
-    target.write_text(text, encoding="utf-8")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    except OSError as exc:  # a folder under a file, no permission
+        raise _fail(f"cannot write {target}: {exc.strerror or exc}") from None
     return target

@@ -3,6 +3,7 @@ file it may not read reaches a message."""
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 from pathlib import Path
@@ -109,3 +110,113 @@ def test_a_neck_with_a_relative_include_unpickles_in_another_working_directory(l
     x = [torch.randn(1, 8, 4, 4)]
     with torch.no_grad():
         assert torch.equal(neck(x)[0], again(x)[0])
+
+
+# -- paths that are not regular files, and text that is not a path -------------------------------
+
+
+@pytest.fixture
+def odd_paths(tmp_path: Path) -> dict[str, Path]:
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    zero = tmp_path / "zero.yaml"
+    os.symlink("/dev/zero", zero)
+    folder = tmp_path / "folder.yaml"
+    folder.mkdir()
+    return {"fifo": fifo, "zero": zero, "folder": folder}
+
+
+KINDS = {"fifo": "a FIFO (named pipe)", "zero": "a character device", "folder": "a directory"}
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_a_spec_path_that_is_not_a_regular_file_is_refused_at_once(odd_paths, kind):
+    with pytest.raises(SpecError) as caught:
+        pyramidgraph.validate(odd_paths[kind])
+    assert str(caught.value) == f"{odd_paths[kind]}: <spec>: cannot read spec: it is {KINDS[kind]}, not a regular file"
+
+
+def test_text_no_file_can_be_named_by_is_a_spec_or_a_short_error():
+    json_spec = '{"pyramidgraph": 1, "example": {"in_channels": [8], "image": 32}, "inputs": {"C3": {"level": 3}}, "nodes": {"P3": {"from": ["C3"], "channels": 8}}, "outputs": ["P3"]}'
+    assert pyramidgraph.validate(json_spec + " " * 5000).flat.name is not None  # longer than a file name can be
+    long_name = "a" * 5000
+    with pytest.raises(SpecError) as caught:
+        pyramidgraph.validate(long_name)
+    shown = "a" * 60 + "... (5000 characters)"
+    assert str(caught.value).startswith(f"{shown}: <spec>: no spec '{shown}': not a file and not a bundled spec")
+    with pytest.raises(SpecError) as caught:
+        pyramidgraph.validate(long_name + ".yaml")
+    shown = "a" * 60 + "... (5005 characters)"
+    assert str(caught.value).startswith(f"{shown}: <spec>: no spec '{shown}': not a file and not a bundled spec")
+
+
+# -- convert: configs, checkpoints and output folders a user or an attacker can hand it ------------
+
+
+def _convert(capsys, *argv: str) -> tuple[int, list[str]]:
+    code = main(["convert", "--from", "torchvision.FeaturePyramidNetwork", *argv])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, issue_lines(err)
+
+
+@pytest.fixture
+def tv_case(tmp_path: Path) -> dict:
+    case = torch.load(Path(__file__).parent / "interop" / "fixtures" / "tv_fpn_p6p7_from_p5.pt", weights_only=False)
+    (tmp_path / "cfg.json").write_text(json.dumps(case["config"]))
+    return {"case": case, "config": str(tmp_path / "cfg.json"), "dir": tmp_path}
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ("{}", "the config has no 'in_channels_list', which torchvision.FeaturePyramidNetwork needs"),
+        ("[1, 2]", "the config must be a mapping (a JSON object) of the reference's constructor arguments, not list"),
+        ('{"in_channels_list": 5, "out_channels": 8}', "the config does not fit torchvision.FeaturePyramidNetwork: TypeError: 'int' object is not iterable"),
+        ('{"in_channels_list": [8, 16], "out_channels": NaN}', "the config does not fit torchvision.FeaturePyramidNetwork: ValueError: cannot convert float NaN to integer"),
+    ],
+)
+def test_convert_refuses_configs_of_the_wrong_shape_in_one_line(tmp_path, capsys, config, message):
+    (tmp_path / "cfg.json").write_text(config)
+    assert _convert(capsys, "--config", str(tmp_path / "cfg.json"), "--out", str(tmp_path / "out")) == (2, [f"torchvision.FeaturePyramidNetwork: config: {message}"])
+
+
+def test_convert_refuses_config_and_weights_paths_that_are_not_regular_files(odd_paths, tv_case, capsys):
+    code, lines = _convert(capsys, "--config", str(odd_paths["fifo"]), "--out", str(tv_case["dir"] / "out"))
+    assert (code, lines) == (2, [f"{odd_paths['fifo']}: config: cannot read the config as JSON: a FIFO (named pipe), not a regular file"])
+    code, lines = _convert(capsys, "--config", tv_case["config"], "--weights", str(odd_paths["zero"]), "--out", str(tv_case["dir"] / "out"))
+    assert (code, lines) == (2, [f"{odd_paths['zero']}: checkpoint: cannot load the checkpoint: a character device, not a regular file"])
+
+
+def test_convert_refuses_checkpoints_that_are_not_state_dicts(tv_case, capsys):
+    state = dict(tv_case["case"]["state_dict"])
+    first, second = list(state)[:2]
+    bad = dict(state, **{first: "x"})
+    bad[5] = torch.zeros(1)
+    sparse = dict(state, **{second: state[second].to_sparse()})
+    meta = dict(state, **{second: torch.empty(state[second].shape, device="meta")})
+    cases = {
+        "list": ([1, 2], ["a checkpoint is a state_dict (a mapping of parameter names to tensors), not list"]),
+        "tensor": (torch.zeros(3), ["a checkpoint is a state_dict (a mapping of parameter names to tensors), not Tensor"]),
+        "none": (None, ["a checkpoint is a state_dict (a mapping of parameter names to tensors), not NoneType"]),
+        "bad": (bad, [f"'{first}' holds a str, not a tensor", "key 5 is a int, not a parameter name"]),
+        "sparse": (sparse, [f"'{second}' is a torch.sparse_coo tensor; a neck's weights are dense"]),
+        "meta": (meta, [f"'{second}' is a meta tensor: it has a shape but no values"]),
+    }
+    for name, (content, messages) in cases.items():
+        path = tv_case["dir"] / f"{name}.pt"
+        torch.save(content, path)
+        code, lines = _convert(capsys, "--config", tv_case["config"], "--weights", str(path), "--out", str(tv_case["dir"] / "out"))
+        assert (code, lines) == (2, [f"{path}: checkpoint: {m}" for m in messages]), name
+
+
+def test_output_paths_that_cannot_be_written_are_one_line_errors(tv_case, capsys):
+    a_file = tv_case["dir"] / "a_file"
+    a_file.write_text("x")
+    assert _convert(capsys, "--config", tv_case["config"], "--out", str(a_file)) == (2, [f"<command line>: --out: '{a_file}' is a file; --out names the folder for neck.yaml and neck.pt"])
+    assert _convert(capsys, "--config", tv_case["config"], "--out", str(a_file / "sub")) == (2, [f"<command line>: --out: cannot write '{a_file / 'sub'}': Not a directory"])
+    assert main(["render", "fpn", "-o", str(a_file / "fpn.svg")]) == 2
+    assert issue_lines(capsys.readouterr().err) == [f"<command line>: -o: cannot write '{a_file / 'fpn.svg'}': Not a directory"]
+    assert main(["new", "mine", "--out", str(a_file / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"cannot write {a_file / 'sub' / 'mine.yaml'}: Not a directory" in err

@@ -15,14 +15,26 @@ import torch
 from ..compiler import compile as compile_spec
 from ..module import PyramidNeck
 from . import effdet, mmdet, mmdet_bfp, mmdet_fpg, mmdet_fpn, mmdet_nasfpn, mmdet_yolox, torchvision, ultralytics  # noqa: F401  (register the references)
-from .base import REFERENCES, Conversion, KeyMap, Reference, reference_for, register_reference
+from .base import REFERENCES, Conversion, ConversionError, KeyMap, Reference, reference_for, register_reference
 
 __all__ = ["from_reference", "conversion", "convert_state_dict", "REFERENCES", "Conversion", "KeyMap", "Reference", "register_reference"]
 
 
 def conversion(source: str, config: Mapping[str, Any]) -> Conversion:
-    """How ``config`` of reference ``source`` maps to a spec, parameters and keys."""
-    return reference_for(source).convert(config)
+    """How ``config`` of reference ``source`` maps to a spec, parameters and keys.
+
+    Each converter checks the values it uses; a config of the wrong shape altogether (not a
+    mapping, a missing key, a list where a number goes) still ends as a :class:`SpecError`
+    saying what is wrong, never as a ``KeyError`` or ``TypeError`` from inside a converter."""
+    reference = reference_for(source)
+    if not isinstance(config, Mapping):
+        raise ConversionError(source, f"the config must be a mapping (a JSON object) of the reference's constructor arguments, not {type(config).__name__}")
+    try:
+        return reference.convert(config)
+    except KeyError as exc:
+        raise ConversionError(source, f"the config has no {exc.args[0]!r}, which {source} needs") from None
+    except (TypeError, ValueError, AttributeError, IndexError, ZeroDivisionError, OverflowError) as exc:
+        raise ConversionError(source, f"the config does not fit {source}: {type(exc).__name__}: {exc}") from None
 
 
 def from_reference(source: str, config: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor] | None = None) -> PyramidNeck:

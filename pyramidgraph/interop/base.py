@@ -17,12 +17,37 @@ import torch
 
 from ..errors import Issue, SpecError, did_you_mean
 
-__all__ = ["Conversion", "KeyMap", "Reference", "REFERENCES", "register_reference", "reference_for", "ConversionError"]
+__all__ = ["Conversion", "KeyMap", "Reference", "REFERENCES", "register_reference", "reference_for", "ConversionError", "CheckpointError", "check_checkpoint"]
 
 
 def ConversionError(source: str, message: str) -> SpecError:
     """A config or checkpoint that cannot be converted, as the API's one exception type."""
     return SpecError([Issue(source, 0, 0, "config", message)])
+
+
+def CheckpointError(source: str, message: str) -> SpecError:
+    """A checkpoint that cannot be loaded or does not hold a state_dict, labelled as the checkpoint's."""
+    return SpecError([Issue(source, 0, 0, "checkpoint", message)])
+
+
+def check_checkpoint(state_dict: Any, source: str) -> None:
+    """A state_dict is a mapping of string keys to dense tensors with data: anything else (a
+    list, one tensor, None, integer keys, non-tensor values, sparse or meta tensors) is refused
+    with every offending key named, before any of it is used."""
+    if not isinstance(state_dict, Mapping):
+        raise CheckpointError(source, f"a checkpoint is a state_dict (a mapping of parameter names to tensors), not {type(state_dict).__name__}")
+    problems = []
+    for key, value in state_dict.items():
+        if not isinstance(key, str):
+            problems.append(f"key {key!r} is a {type(key).__name__}, not a parameter name")
+        elif not isinstance(value, torch.Tensor):
+            problems.append(f"'{key}' holds a {type(value).__name__}, not a tensor")
+        elif value.layout != torch.strided:
+            problems.append(f"'{key}' is a {value.layout} tensor; a neck's weights are dense")
+        elif value.is_meta:
+            problems.append(f"'{key}' is a meta tensor: it has a shape but no values")
+    if problems:
+        raise SpecError([Issue(source, 0, 0, "checkpoint", p) for p in problems[:20]] + ([Issue(source, 0, 0, "checkpoint", f"... and {len(problems) - 20} more")] if len(problems) > 20 else []))
 
 
 @dataclass
@@ -57,6 +82,7 @@ class KeyMap:
 
     def convert(self, state_dict: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
         """Rename ``state_dict`` to our keys; raise SpecError naming every key that does not fit."""
+        check_checkpoint(state_dict, source)
         out: dict[str, torch.Tensor] = {}
         problems: list[str] = []
         for key, value in state_dict.items():
