@@ -23,6 +23,7 @@ from .expr import ExprError, substitute
 from .loader import Document
 from .ops import FUSE, POST, RESAMPLE, FuseOp, OpError, PostOp, ResampleOp
 from .params import declarations
+from .reserved import reserved_reason
 from .schema import NAME_PATTERN
 
 __all__ = ["FlatSpec", "InputDecl", "NodeDecl", "EdgeDecl", "OutputDecl", "Where", "expand", "MAX_NODES", "MAX_REPEAT", "MAX_LEVEL", "MAX_CHANNELS"]
@@ -237,12 +238,17 @@ class _Expander:
             raise self.fail(where, f"{what} must be true or false, got {result!r}")
         return result
 
-    def ev_name(self, key: str, env: Mapping[str, Any], where: Where) -> str:
+    def ev_name(self, key: str, env: Mapping[str, Any], where: Where, attribute: bool = True) -> str:
+        """A node, block or input name (``attribute``: it becomes a module attribute and a
+        variable of the generated code), or an output name (a key of the returned dict)."""
         name = self.ev(key, env, where)
         if not isinstance(name, str) or not _NAME.match(name):
             raise self.fail(where, f"name {name!r} is not valid: use letters, digits and _, not starting with a digit", key=True)
         if name == "pre":
             raise self.fail(where, "'pre' is reserved for the .pre tap; choose another name", key=True)
+        reason = reserved_reason(name) if attribute else None
+        if reason:
+            raise self.fail(where, reason, key=True)
         return name
 
     def make_op(self, registry, item: Any, env: Mapping[str, Any], where: Where):
@@ -784,7 +790,7 @@ def outputs_of(ex: _Expander, data: dict, env: dict[str, Any], root: Scope, reso
     try:
         if isinstance(raw, dict):
             for key, ref in raw.items():
-                pairs.append((ex.ev_name(key, env, where.child(key, key)), ex.ev(ref, env, where.child(key, key)), where.child(key, key)))
+                pairs.append((ex.ev_name(key, env, where.child(key, key), attribute=False), ex.ev(ref, env, where.child(key, key)), where.child(key, key)))
         else:
             for ref, w in ex.expand_list(raw, env, where):
                 pairs.append((_output_name(ref), ref, w))

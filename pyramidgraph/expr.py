@@ -30,6 +30,10 @@ MAX_ITEMS = 10_000
 
 MAX_EXPR_CHARS = 500
 
+MAX_NESTING = 32
+"""Deepest list an expression may produce (parameters chained as ``a1: ${[a0]}``,
+``a2: ${[a1]}``... would otherwise nest without bound)."""
+
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _TOKEN = re.compile(r"\$\$|\$\{(?P<expr>[^{}]*)\}|\$(?P<name>" + _NAME + r")|(?P<stray>\$)")
 _WHOLE = re.compile(r"^(?:\$\{(?P<expr>[^{}]*)\}|\$(?P<name>" + _NAME + r"))$")
@@ -86,14 +90,18 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
-def _size(value: Any) -> int:
+def _size(value: Any, depth: int = 0) -> int:
     """Items in a list or string, nested ones counted in full: ``[range(100)] * 100`` and
-    ``['x' * 100] * 100`` are 10,000 (each would print as a string of 50,000+ characters)."""
+    ``['x' * 100] * 100`` are 10,000 (each would print as a string of 50,000+ characters).
+    Lists nested deeper than :data:`MAX_NESTING` are refused here, before anything recurses
+    into them."""
     if isinstance(value, str):
         return len(value)
+    if depth >= MAX_NESTING:
+        raise ExprError(f"the value nests lists deeper than {MAX_NESTING} levels")
     total = 0
     for item in value:
-        total += max(_size(item), 1) if isinstance(item, (list, str)) else 1
+        total += max(_size(item, depth + 1), 1) if isinstance(item, (list, str)) else 1
         if total > MAX_ITEMS:
             break
     return total

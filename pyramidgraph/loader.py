@@ -24,6 +24,8 @@ MAX_SPEC_BYTES = 1 << 20
 
 MAX_YAML_NODES = 100_000
 """Upper bound on YAML nodes visited while converting, aliases counted at every use."""
+MAX_YAML_DEPTH = 64
+"""Deepest nesting of mappings and lists in a spec (the bundled specs use 7)."""
 
 Path_ = tuple  # a path inside the spec: ("nodes", "P4", "from", 1)
 
@@ -114,6 +116,8 @@ def parse_yaml(raw: bytes | str, file: str) -> Document:
         text = text[1:]
     try:
         nodes = _compose(text)
+    except RecursionError:
+        raise SpecError([Issue(file, 0, 0, "", f"spec nests deeper than {MAX_YAML_DEPTH} levels")]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
@@ -190,6 +194,7 @@ class _Converter:
         self.constructor = yaml.constructor.SafeConstructor()
         self.converted: set[int] = set()  # ids of nodes converted once: meeting one again is an alias
         self.alias_use: Path_ | None = None  # the outermost alias being expanded, if any
+        self.open: set[int] = set()  # ids of the collections being converted (the current path)
 
     def _mark(self, node: yaml.Node) -> tuple[int, int]:
         return (node.start_mark.line + 1, node.start_mark.column + 1)
@@ -199,6 +204,13 @@ class _Converter:
         self.issues.append(Issue(self.doc.file, line, col, format_path(path), message))
 
     def convert(self, node: yaml.Node, path: Path_) -> Any:
+        if id(node) in self.open:  # `&a [*a]`: the alias is inside the value it names
+            self._error(node, path[:-1] if path else path, "an alias refers to a value that contains it; a spec is a tree of plain data")
+            return None
+        if len(path) > MAX_YAML_DEPTH:
+            if not any(i.message.startswith("spec nests deeper") for i in self.issues):
+                self._error(node, path[:MAX_YAML_DEPTH], f"spec nests deeper than {MAX_YAML_DEPTH} levels")
+            return None
         self.visited += 1
         if self.visited > MAX_YAML_NODES:
             if self.visited == MAX_YAML_NODES + 1:
@@ -223,13 +235,12 @@ class _Converter:
 
     def _convert(self, node: yaml.Node, path: Path_) -> Any:
         self.doc.values.setdefault(path, self._mark(node))
-        if isinstance(node, yaml.MappingNode):
-            return self._mapping(node, path)
-        if isinstance(node, yaml.SequenceNode):
-            if node.tag != "tag:yaml.org,2002:seq":
-                self._error(node, path, f"unsupported YAML tag {_show_tag(node.tag)}; specs hold plain data only")
-                return None
-            return [self.convert(item, path + (i,)) for i, item in enumerate(node.value)]
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+            self.open.add(id(node))
+            try:
+                return self._collection(node, path)
+            finally:
+                self.open.discard(id(node))
         try:
             value = self.constructor.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError as exc:
@@ -239,6 +250,14 @@ class _Converter:
             self._error(node, path, f"unsupported YAML value of type {type(value).__name__}; use a number, string or boolean")
             return None
         return value
+
+    def _collection(self, node: yaml.Node, path: Path_) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        if node.tag != "tag:yaml.org,2002:seq":
+            self._error(node, path, f"unsupported YAML tag {_show_tag(node.tag)}; specs hold plain data only")
+            return None
+        return [self.convert(item, path + (i,)) for i, item in enumerate(node.value)]
 
     def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict:
         if node.tag not in ("tag:yaml.org,2002:map",):
@@ -266,8 +285,8 @@ class _Converter:
                 # `on`/`off`/`yes`/`no` and `~` are YAML 1.1 booleans/null; as keys they are
                 # almost always meant as names.
                 key = key_node.value
-            if not isinstance(key, (str, int)):
-                self._error(key_node, path, f"mapping key {key_node.value!r} must be a string or integer")
+            if not isinstance(key, str):  # names, op and parameter keys are all text
+                self._error(key_node, path, f"mapping key {key_node.value!r} is not a string; keys are names: quote it ('{key_node.value}') if it is meant as one")
                 continue
             if key in seen:
                 first = seen[key]
@@ -284,6 +303,9 @@ def _plain_copy(value: Any, depth: int = 0) -> Any:
     if depth > 64:
         raise SpecError([Issue("<dict>", 0, 0, "", "spec nests deeper than 64 levels")])
     if isinstance(value, Mapping):
+        bad = next((k for k in value if not isinstance(k, str)), None)
+        if bad is not None:
+            raise SpecError([Issue("<dict>", 0, 0, "", f"mapping key {bad!r} is not a string; keys are names")])
         return {k: _plain_copy(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain_copy(v, depth + 1) for v in value]

@@ -220,3 +220,81 @@ def test_output_paths_that_cannot_be_written_are_one_line_errors(tv_case, capsys
     assert main(["new", "mine", "--out", str(a_file / "sub")]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and f"cannot write {a_file / 'sub' / 'mine.yaml'}: Not a directory" in err
+
+
+# -- names that would break the compiled module, and values that would break the checker --------
+
+
+def _one_node(name: str) -> str:
+    return f"pyramidgraph: 1\nexample: {{in_channels: [8], image: 32}}\ninputs: {{C3: {{level: 3}}}}\nnodes:\n  {name}: {{from: [C3], channels: 8, post: [conv3x3]}}\noutputs: [{name}]\n"
+
+
+@pytest.mark.parametrize("name", ["forward", "training", "graph", "code", "state_dict", "info", "half", "_modules"])
+def test_node_names_that_are_module_attributes_are_refused(name):
+    with pytest.raises(SpecError) as caught:
+        pyramidgraph.validate(_one_node(name))
+    assert [str(i) for i in caught.value.issues] == [
+        f"<string>:5:3: nodes.{name}: '{name}' is an attribute of the compiled module (a torch.fx.GraphModule), where nodes keep their weights; choose another name, such as '{name}_'"
+    ]
+
+
+@pytest.mark.parametrize("name", ["def", "None", "class", "lambda"])
+def test_node_names_that_are_python_keywords_are_refused(name):
+    with pytest.raises(SpecError) as caught:
+        pyramidgraph.validate(_one_node(name))
+    assert [str(i) for i in caught.value.issues] == [
+        f"<string>:5:3: nodes.{name}: '{name}' is a Python keyword, and names become variables of the generated forward; choose another name, such as '{name}_'"
+    ]
+
+
+@pytest.mark.parametrize("name", ["Class", "Def", "match", "self", "torch", "features", "forward_"])
+def test_names_near_the_reserved_ones_compile_and_run(name):
+    neck = pyramidgraph.compile(_one_node(name))
+    assert [tuple(o.shape) for o in neck(neck.example_inputs())] == [(1, 8, 4, 4)]
+    assert list(neck.state_dict()) == [f"{name}.post0.weight", f"{name}.post0.bias"]
+
+
+def test_output_names_may_be_module_attributes():
+    neck = pyramidgraph.compile(_one_node("P3").replace("outputs: [P3]", "outputs: {forward: P3}"), return_type="dict")
+    assert neck.output_names == ["forward"]
+    assert list(neck(neck.example_inputs())) == ["forward"]
+
+
+def test_the_reserved_attribute_list_covers_the_installed_torch():
+    from pyramidgraph.module import PyramidNeck
+    from pyramidgraph.reserved import MODULE_ATTRIBUTES
+
+    neck = pyramidgraph.compile("fpn", [8, 8, 8, 8], channels=8)
+    attributes = {n for n in dir(PyramidNeck) if not n.startswith("__")} | {n for n in vars(neck) if not n.startswith("__")}
+    assert attributes - MODULE_ATTRIBUTES == set()
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("pyramidgraph: 1\nx: " + "[" * 5000 + "]" * 5000 + "\n", "spec nests deeper than 64 levels"),
+        ("pyramidgraph: 1\nx: &a [*a]\n", "an alias refers to a value that contains it; a spec is a tree of plain data"),
+        ("pyramidgraph: 1\nx: &a {b: *a}\n", "an alias refers to a value that contains it; a spec is a tree of plain data"),
+        (
+            "pyramidgraph: 1\nexample: {in_channels: [8], image: 32}\ninputs: {C3: {level: 3}}\nnodes:\n  P$l: {foreach: {1: [3]}, from: [C3]}\noutputs: [P3]\n",
+            "mapping key '1' is not a string; keys are names: quote it ('1') if it is meant as one",
+        ),
+        (
+            "pyramidgraph: 1\nparams:\n  a0: 1\n"
+            + "".join(f"  a{i + 1}: ${{[a{i}]}}\n" for i in range(2000))
+            + "example: {in_channels: [8], image: 32}\ninputs: {C3: {level: 3}}\nnodes:\n  P3: {from: [C3]}\noutputs: [P3]\n",
+            "the value nests lists deeper than 32 levels",
+        ),
+    ],
+    ids=["deep-nesting", "alias-in-itself-list", "alias-in-itself-map", "integer-key", "chained-deep-lists"],
+)
+def test_structures_that_would_recurse_without_end_are_one_issue(text, message):
+    with pytest.raises(SpecError) as caught:
+        pyramidgraph.validate(text)
+    assert [i.message for i in caught.value.issues] == [message]
+
+
+def test_a_dict_spec_with_a_non_string_key_is_refused():
+    with pytest.raises(SpecError) as caught:
+        pyramidgraph.validate({"pyramidgraph": 1, 1: 2})
+    assert str(caught.value) == "<dict>: <spec>: mapping key 1 is not a string; keys are names"
