@@ -30,6 +30,11 @@ MAX_ITEMS = 10_000
 
 MAX_EXPR_CHARS = 500
 
+MAX_INT_BITS = 256
+"""Largest integer an arithmetic step may produce, in bits. Parameters chained as
+``a1: ${a0 * a0}``, ``a2: ${a1 * a1}``... double their size at each step: without a bound the
+40th would need more memory than any machine has; with it the chain stops in microseconds."""
+
 MAX_NESTING = 32
 """Deepest list an expression may produce (parameters chained as ``a1: ${[a0]}``,
 ``a2: ${[a1]}``... would otherwise nest without bound)."""
@@ -113,6 +118,16 @@ def _check_size(value: Any) -> Any:
         if size > MAX_ITEMS:
             count = len(value) if len(value) > MAX_ITEMS else f"more than {MAX_ITEMS}"
             raise ExprError(f"expression result has {count} items; the limit is {MAX_ITEMS}")
+    return value
+
+
+def _bounded(value: Any, node: ast.AST) -> Any:
+    """``value`` if it is an arithmetic result of sane size: an int of at most
+    :data:`MAX_INT_BITS` bits, a finite float (an overflow to inf, or a NaN, is refused)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_INT_BITS:
+        raise ExprError(f"'{ast.unparse(node)}' gives an integer of {value.bit_length()} bits; the limit is {MAX_INT_BITS}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ExprError(f"'{ast.unparse(node)}' gives {value}, not a finite number")
     return value
 
 
@@ -225,7 +240,7 @@ class _Evaluator:
         op = _BINARY.get(type(node.op))
         if op is None:
             raise ExprError(f"operator in '{ast.unparse(node)}' is not supported")
-        return op(self.visit(node.left), self.visit(node.right))
+        return _bounded(op(self.visit(node.left), self.visit(node.right)), node)
 
     def visit_UnaryOp(self, node: ast.UnaryOp) -> Any:
         op = _UNARY.get(type(node.op))

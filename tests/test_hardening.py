@@ -298,3 +298,45 @@ def test_a_dict_spec_with_a_non_string_key_is_refused():
     with pytest.raises(SpecError) as caught:
         pyramidgraph.validate({"pyramidgraph": 1, 1: 2})
     assert str(caught.value) == "<dict>: <spec>: mapping key 1 is not a string; keys are names"
+
+
+# -- expressions: bounded work ------------------------------------------------------------------
+
+
+def _params_spec(params: str) -> str:
+    return f"pyramidgraph: 1\nparams:\n{params}example: {{in_channels: [8], image: 32}}\ninputs: {{C3: {{level: 3}}}}\nnodes:\n  P3: {{from: [C3]}}\noutputs: [P3]\n"
+
+
+def test_chained_squaring_stops_at_the_integer_bound_in_milliseconds():
+    import time
+
+    pyramidgraph.validate(_params_spec("  a0: 2\n"))  # warm: schema and imports
+    spec = _params_spec("  a0: 2\n" + "".join(f"  a{i + 1}: ${{a{i} * a{i}}}\n" for i in range(40)))
+    start = time.perf_counter()
+    with pytest.raises(SpecError) as caught:
+        pyramidgraph.validate(spec)
+    assert time.perf_counter() - start < 2.0
+    assert [str(i) for i in caught.value.issues] == ["<string>:11:7: params.a8: 'a7 * a7' gives an integer of 257 bits; the limit is 256"]
+
+
+@pytest.mark.parametrize(
+    "expression, message",
+    [
+        ("${1e308 * 10}", "'1e+308 * 10' gives inf, not a finite number"),
+        ("${2 ** 64 * 2 ** 64 * 2 ** 64 * 2 ** 64}", "'2 ** 64 * 2 ** 64 * 2 ** 64 * 2 ** 64' gives an integer of 257 bits; the limit is 256"),
+    ],
+)
+def test_arithmetic_results_are_finite_and_bounded(expression, message):
+    with pytest.raises(SpecError) as caught:
+        pyramidgraph.validate(_params_spec(f"  a: '{expression}'\n"))
+    assert [i.message for i in caught.value.issues] == [message]
+
+
+def test_the_integer_bound_is_configurable(monkeypatch):
+    from pyramidgraph import expr
+
+    spec = _params_spec("  a: '${2 ** 40 * 2 ** 40}'\n")
+    assert pyramidgraph.validate(spec).flat.params["a"] == 2**80
+    monkeypatch.setattr(expr, "MAX_INT_BITS", 64)
+    with pytest.raises(SpecError, match="gives an integer of 81 bits; the limit is 64"):
+        pyramidgraph.validate(spec)
