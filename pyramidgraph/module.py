@@ -112,16 +112,29 @@ class PyramidNeck(torch.fx.GraphModule):
         return result
 
     def __reduce__(self):
-        return (_rebuild, (self.info.rebuild, self.state_dict(), self.training))
+        """Pickle as the spec's compile arguments plus the module's own contents.
+
+        The generated code calls objects fx cannot pickle by name (the input contract), so the
+        graph is rebuilt from the spec; the submodules, and any parameters or buffers set on
+        the neck itself, travel as they are, so dtype (``.half()``), ``requires_grad``,
+        replaced submodules (``SyncBatchNorm.convert_sync_batchnorm``) and extra buffers survive.
+        """
+        own = {"parameters": dict(self._parameters), "buffers": dict(self._buffers), "persistent": set(self._buffers) - self._non_persistent_buffers_set}
+        return (_rebuild, (self.info.rebuild, dict(self._modules), own, self.training))
 
     def __repr__(self) -> str:
         outs = ", ".join(f"{n}: {s.channels}ch/{s.stride}" for n, s in self.info.outputs)
         return f"PyramidNeck({self.info.name}: {len(self.info.inputs)} inputs -> {outs})"
 
 
-def _rebuild(arguments: dict[str, Any], state: dict[str, torch.Tensor], training: bool) -> PyramidNeck:
+def _rebuild(arguments: dict[str, Any], children: dict[str, nn.Module], own: dict[str, Any], training: bool) -> PyramidNeck:
     from .compiler import compile as compile_spec
 
     neck = compile_spec(**arguments)
-    neck.load_state_dict(state)
+    for name, child in children.items():
+        setattr(neck, name, child)
+    for name, parameter in own["parameters"].items():
+        neck.register_parameter(name, parameter)
+    for name, buffer in own["buffers"].items():
+        neck.register_buffer(name, buffer, persistent=name in own["persistent"])
     return neck.train(training)

@@ -340,3 +340,48 @@ def test_the_integer_bound_is_configurable(monkeypatch):
     monkeypatch.setattr(expr, "MAX_INT_BITS", 64)
     with pytest.raises(SpecError, match="gives an integer of 81 bits; the limit is 64"):
         pyramidgraph.validate(spec)
+
+
+# -- moving modules around ------------------------------------------------------------------------
+
+
+def _changed_neck() -> torch.nn.Module:
+    """An fpn changed the ways training code changes modules: a frozen weight, SyncBatchNorm,
+    a buffer on a submodule and one on the neck itself (one of them not persistent)."""
+    torch.manual_seed(0)
+    neck = pyramidgraph.compile("fpn", [8, 16, 32, 64], channels=8, norm="bn")
+    neck.L2.post0.weight.requires_grad_(False)
+    neck.register_buffer("extra", torch.arange(3.0))
+    neck.P2.register_buffer("scratch", torch.ones(2), persistent=False)
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(neck)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("how", ["pickle", "deepcopy"])
+def test_pickle_and_deepcopy_keep_dtype_requires_grad_replaced_modules_and_buffers(dtype, how):
+    import copy
+
+    neck = _changed_neck().to(dtype)
+    again = pickle.loads(pickle.dumps(neck)) if how == "pickle" else copy.deepcopy(neck)
+    assert isinstance(again, pyramidgraph.PyramidNeck) and again.info.name == "fpn"
+    assert {p.dtype for p in again.parameters()} == {dtype}
+    assert again.L2.post0.weight.requires_grad is False and again.P2.post0.weight.requires_grad is True
+    assert type(again.P2.post1) is torch.nn.SyncBatchNorm
+    assert torch.equal(again.extra, torch.arange(3.0).to(dtype)) and torch.equal(again.P2.scratch, torch.ones(2).to(dtype))
+    assert "P2.scratch" not in again.state_dict() and "extra" in again.state_dict()
+    mine, theirs = neck.state_dict(), again.state_dict()
+    assert list(mine) == list(theirs)
+    assert all(torch.equal(mine[k], theirs[k]) and mine[k].dtype == theirs[k].dtype for k in mine)
+
+
+def test_state_dict_round_trips_exactly_and_outputs_match_after_pickling():
+    neck = _changed_neck().eval()
+    fresh = pyramidgraph.compile("fpn", [8, 16, 32, 64], channels=8, norm="bn")
+    fresh.register_buffer("extra", torch.zeros(3))
+    fresh.load_state_dict(neck.state_dict(), strict=True)
+    again = pickle.loads(pickle.dumps(neck)).eval()
+    x = neck.example_inputs(batch=2, image=64)
+    with torch.no_grad():
+        reference = neck(x)
+        assert all(torch.equal(a, b) for a, b in zip(reference, again(x)))
+        assert all(torch.equal(a, b) for a, b in zip(reference, fresh.eval()(x)))
