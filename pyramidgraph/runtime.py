@@ -28,7 +28,9 @@ class WeightedSum(nn.Module):
     """Learned scalar weight per input (EfficientDet's fusion).
 
     ``norm='fast'``: ``relu(w) / (sum(relu(w)) + eps)``; ``'softmax'``: ``softmax(w)``;
-    ``'none'``: raw weights. Weights start at 1, as in EfficientDet.
+    ``'none'``: raw weights. Weights start at 1, as in EfficientDet. With ``fast`` and every
+    weight at or below zero the output is zeros and the weights' gradients are zero (relu's),
+    never NaN: ``eps`` (> 0, checked by the op) keeps the division finite.
     """
 
     def __init__(self, num_inputs: int, norm: str = "fast", eps: float = 1e-4):

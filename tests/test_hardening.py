@@ -385,3 +385,40 @@ def test_state_dict_round_trips_exactly_and_outputs_match_after_pickling():
         reference = neck(x)
         assert all(torch.equal(a, b) for a, b in zip(reference, again(x)))
         assert all(torch.equal(a, b) for a, b in zip(reference, fresh.eval()(x)))
+
+
+# -- numerics that cannot silently go wrong ---------------------------------------------------------
+
+
+def _with_post(post: str) -> str:
+    return f"pyramidgraph: 1\nexample: {{in_channels: [8], image: 32}}\ninputs: {{C3: {{level: 3}}}}\nnodes:\n  P3: {{from: [C3], channels: 8, post: [{post}]}}\noutputs: [P3]\n"
+
+
+@pytest.mark.parametrize(
+    "post, message",
+    [
+        ("{bn: {eps: 1.0e-320}}", "post op 'bn': parameter 'eps' must be between 1e-30 and 1 (smaller underflows in float32 and a zero variance gives NaN), not 1e-320"),
+        ("{gn: {groups: 2, eps: .nan}}", "post op 'gn': parameter 'eps' must be between 1e-30 and 1 (smaller underflows in float32 and a zero variance gives NaN), not nan"),
+        ("{bn: {momentum: -0.1}}", "post op 'bn': parameter 'momentum' must be between 0 and 1, not -0.1"),
+        ("{act: {fn: leaky_relu, slope: .inf}}", "post op 'act': parameter 'slope' must be between 0 and 1 (a leaky ReLU's negative slope), not inf"),
+    ],
+)
+def test_eps_momentum_and_slopes_outside_their_ranges_are_refused(post, message):
+    with pytest.raises(SpecError) as caught:
+        pyramidgraph.validate(_with_post(post))
+    assert [(i.path, i.message) for i in caught.value.issues] == [("nodes.P3.post[0]", message)]
+
+
+def test_fast_weighted_sum_with_all_weights_at_or_below_zero_gives_zeros_and_zero_gradients():
+    """relu(w) is all zero, so the sum is 0 / (0 + eps) = 0 for every input: no NaN, and the
+    weights get zero gradients (relu's), as in EfficientDet. Training can move them back only
+    through other nodes; the spec's `fusion: softmax` has no such dead state."""
+    spec = "pyramidgraph: 1\ninputs: {A: {level: 4, channels: 3}, B: {level: 5, channels: 3}}\nnodes:\n  N: {level: 4, from: [A, B], fuse: fast}\noutputs: [N]\n"
+    neck = pyramidgraph.compile(spec)
+    neck.load_state_dict({"N.fuse.weight": torch.tensor([0.0, -2.0])})
+    xs = [torch.randn(1, 3, 4, 4, requires_grad=True), torch.randn(1, 3, 2, 2, requires_grad=True)]
+    (out,) = neck(xs)
+    assert torch.equal(out, torch.zeros(1, 3, 4, 4))
+    out.sum().backward()
+    assert torch.equal(neck.get_parameter("N.fuse.weight").grad, torch.zeros(2))
+    assert all(torch.equal(x.grad, torch.zeros_like(x)) for x in xs)

@@ -281,7 +281,7 @@ def test_registry_make_accepts_every_item_form():
         (POST, {"conv": {"kernel": "3"}}, "post op 'conv': parameter 'kernel' must be an integer, not '3'"),
         (POST, {"conv": {"kernel": 0}}, "post op 'conv': parameter 'kernel' must be between 1 and 31, not 0"),
         (POST, {"bn": 3}, "post op 'bn' takes a mapping of parameters, not 3"),
-        (POST, {"bn": {"eps": 0}}, "post op 'bn': parameter 'eps' must be positive, not 0"),
+        (POST, {"bn": {"eps": 0}}, "post op 'bn': parameter 'eps' must be between 1e-30 and 1 (smaller underflows in float32 and a zero variance gives NaN), not 0"),
         (FUSE, {"weighted": {"norm": "fats"}}, "fuse op 'weighted': parameter 'norm' must be one of 'fast', 'softmax', 'none', not 'fats'; did you mean 'fast'?"),
         (RESAMPLE, {"op": 3}, "'op' must name an op, not 3"),
         (RESAMPLE, ["maxpool"], "an op is a name, {name: parameters} or {op: name, ...}, not ['maxpool']"),
@@ -297,7 +297,7 @@ def test_op_errors_in_a_spec_are_located_spec_errors():
     spec = HARNESS.replace("NODE", "{from: [C4], post: [{bn: {eps: 0}}]}")
     with pytest.raises(SpecError) as info:
         pyramidgraph.validate(spec)
-    assert [issue.format() for issue in info.value.issues] == ["<string>:8:26: nodes.N.post[0]: post op 'bn': parameter 'eps' must be positive, not 0"]
+    assert [issue.format() for issue in info.value.issues] == ["<string>:8:26: nodes.N.post[0]: post op 'bn': parameter 'eps' must be between 1e-30 and 1 (smaller underflows in float32 and a zero variance gives NaN), not 0"]
 
 
 def test_align_corners_with_nearest_is_a_spec_error():

@@ -198,13 +198,22 @@ class Registry:
                 raise OpError(f"{self.kind} op '{name}': parameter '{key}' must be between 1 and {_POSITIVE[key]}, not {value}")
             if key == "padding" and isinstance(value, int) and not 0 <= value <= 64:
                 raise OpError(f"{self.kind} op '{name}': parameter 'padding' must be between 0 and 64, not {value}")
-            if key == "eps" and isinstance(value, (int, float)) and not value > 0:
-                raise OpError(f"{self.kind} op '{name}': parameter 'eps' must be positive, not {value}")
+            limits = _FLOAT_RANGES.get(key.rsplit("_", 1)[-1])
+            if limits and isinstance(value, (int, float)) and not isinstance(value, bool) and not limits[0] <= value <= limits[1]:
+                raise OpError(f"{self.kind} op '{name}': parameter '{key}' must be {limits[2]}, not {value}")
         return op
 
 
 _POSITIVE = {"kernel": 31, "stride": 64, "scale": 64, "groups": 65536, "dilation": 16, "out": 65536}
 """Integer parameters that must be positive, with an upper bound that catches typos."""
+
+_FLOAT_RANGES = {
+    "eps": (1e-30, 1.0, "between 1e-30 and 1 (smaller underflows in float32 and a zero variance gives NaN)"),
+    "momentum": (0.0, 1.0, "between 0 and 1"),
+    "slope": (0.0, 1.0, "between 0 and 1 (a leaky ReLU's negative slope)"),
+}
+"""Float parameters by the last part of their name (``eps``, ``norm_eps``, ``bn_momentum``):
+values outside these ranges compute NaN, infinities or nonsense silently. NaN fails every range."""
 
 
 def split_op_item(item: Any) -> tuple[str, Any]:
