@@ -297,7 +297,9 @@ def test_op_errors_in_a_spec_are_located_spec_errors():
     spec = HARNESS.replace("NODE", "{from: [C4], post: [{bn: {eps: 0}}]}")
     with pytest.raises(SpecError) as info:
         pyramidgraph.validate(spec)
-    assert [issue.format() for issue in info.value.issues] == ["<string>:8:26: nodes.N.post[0]: post op 'bn': parameter 'eps' must be between 1e-30 and 1 (smaller underflows in float32 and a zero variance gives NaN), not 0"]
+    assert [issue.format() for issue in info.value.issues] == [
+        "<string>:8:26: nodes.N.post[0]: post op 'bn': parameter 'eps' must be between 1e-30 and 1 (smaller underflows in float32 and a zero variance gives NaN), not 0"
+    ]
 
 
 def test_align_corners_with_nearest_is_a_spec_error():
