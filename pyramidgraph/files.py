@@ -23,7 +23,12 @@ MAX_CHECKPOINT_BYTES = 4 << 30
 
 
 class FileRefused(OSError):
-    """A path that is not a regular file, or a file larger than the limit; ``str()`` says which."""
+    """A path that is not a regular file, or a file larger than the limit (``too_large``);
+    ``str()`` says which."""
+
+    def __init__(self, message: str, too_large: bool = False):
+        super().__init__(message)
+        self.too_large = too_large
 
 
 _KINDS = (
@@ -55,7 +60,7 @@ def read_regular_file(path: str | os.PathLike, limit: int) -> bytes:
             chunks.append(chunk)
             size += len(chunk)
         if size > limit:
-            raise FileRefused(f"larger than {limit} bytes")
+            raise FileRefused(f"larger than {limit} bytes", too_large=True)
         return b"".join(chunks)
     finally:
         os.close(fd)

@@ -85,7 +85,7 @@ def load_document(source: str | os.PathLike | Mapping, name: str | None = None) 
         try:
             raw = read_regular_file(source, MAX_SPEC_BYTES)
         except FileRefused as exc:
-            message = f"spec is {exc}" if str(exc).startswith("larger") else f"cannot read spec: it is {exc}"
+            message = f"spec is {exc}" if exc.too_large else f"cannot read spec: it is {exc}"
             raise SpecError([Issue(file, 0, 0, "", message)]) from None
         except (OSError, ValueError) as exc:
             raise SpecError([Issue(file, 0, 0, "", f"cannot read spec: {getattr(exc, 'strerror', None) or exc}")]) from None
