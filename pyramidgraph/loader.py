@@ -1,9 +1,10 @@
 """Stage 1: read a spec into plain Python data and remember where every value came from.
 
 YAML is parsed with PyYAML's *safe* composer (no Python tags, no code), then converted by hand
-so that (a) every mapping key and value keeps its line and column for error messages,
-(b) duplicate keys are an error instead of "last one wins", and (c) alias expansion is
-bounded, so a "billion laughs" document cannot exhaust memory.
+so that (a) every mapping key and value keeps its line and column for error messages and
+(b) duplicate keys are an error instead of "last one wins". Before that, one pass over the
+parser's events bounds the size, the nesting and the alias expansion (so a "billion laughs"
+document cannot exhaust memory) at the cost of parsing, before anything is built.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ MAX_SPEC_BYTES = 1 << 20
 """A spec larger than this (1 MiB) is rejected before parsing."""
 
 MAX_YAML_NODES = 100_000
-"""Upper bound on YAML nodes visited while converting, aliases counted at every use."""
+"""Most YAML values (keys, values, list items) a spec may hold, aliases counted at every use."""
 MAX_YAML_DEPTH = 64
 """Deepest nesting of mappings and lists in a spec (the bundled specs use 7)."""
 
@@ -115,51 +116,119 @@ def parse_yaml(raw: bytes | str, file: str) -> Document:
     if text.startswith("\ufeff"):
         text = text[1:]
     try:
-        nodes = _compose(text)
-    except RecursionError:
-        raise SpecError([Issue(file, 0, 0, "", f"spec nests deeper than {MAX_YAML_DEPTH} levels")]) from None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
-        problem = exc.problem or exc.context or "malformed YAML"
-        if exc.problem and exc.context and exc.context_mark:
-            # "expected ',' or '}'" alone does not say which bracket is unclosed
-            problem += f" ({exc.context} started at line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1})"
-        if "<block end>" in problem:
-            problem += "; check the indentation"
-        elif "'\\t'" in problem:
-            problem += "; indent with spaces, not tabs"
-        elif "flow" in (exc.context or "") and _unquoted_expression(text, mark):
-            problem += '; inside { } or [ ] an expression must be quoted: "${...}"'
-        raise SpecError([Issue(file, line, col, "", f"malformed YAML: {problem}")]) from None
+        _check_budget(text, file)
+        node = _compose(text)
     except yaml.YAMLError as exc:
-        raise SpecError([Issue(file, 0, 0, "", f"malformed YAML: {exc}")]) from None
-    if not nodes:
+        raise _malformed(text, file, exc) from None
+    if node is None:
         raise SpecError([Issue(file, 0, 0, "", "spec is empty")])
-    if len(nodes) != 1:
-        line = _document_start(text, nodes[0], nodes[1])
-        message = f"spec holds {len(nodes)} YAML documents; a spec is one (the second starts here)"
-        raise SpecError([Issue(file, line, 1, "", message)])
     doc = Document(data=None, file=file, text=text)
     converter = _Converter(doc)
-    doc.data = converter.convert(nodes[0], ())
+    doc.data = converter.convert(node, ())
     if converter.issues:
         raise SpecError(converter.issues)
     return doc
 
 
-def _compose(text: str) -> list[yaml.Node]:
-    """The YAML documents of ``text`` as nodes (with their marks), by libyaml where PyYAML has
-    it: the pure-Python parser takes most of the time of validating a bundled spec. A text
-    libyaml refuses is parsed again by the Python parser, whose messages (and the hints added
-    to them below) are the ones users see and the tests pin."""
-    fast = getattr(yaml, "CSafeLoader", None)
-    if fast is not None:
+PRECISE_ERROR_BYTES = 64 * 1024
+"""A malformed spec up to this size is parsed again by PyYAML's Python parser, whose messages
+say what it found ("expected ',' or ']', but got '<stream end>'"); a larger one gets libyaml's
+message, since the Python parser takes about 4 s a megabyte."""
+
+
+def _fast_loader() -> type:
+    """libyaml's loader where PyYAML was built with it: it parses about ten times faster."""
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _compose(text: str) -> yaml.Node | None:
+    """The one YAML document of ``text`` as a node tree with marks (``None`` when empty)."""
+    return yaml.compose(text, Loader=_fast_loader())
+
+
+def _check_budget(text: str, file: str) -> None:
+    """Refuse a text that holds more than one document, nests deeper than
+    :data:`MAX_YAML_DEPTH`, or expands to more than :data:`MAX_YAML_NODES` values (each key,
+    value and list item counts, and an alias counts its anchor's values at every use).
+
+    It walks the parser's events, before any node is built, and stops at the first value over
+    a limit, so a bomb costs what parsing up to that value costs: a 100,000-item list is refused
+    after about 0.1 s, where composing and converting it took 1 s. An alias of a value that is
+    still open (``&a [*a]``) counts 1 here and is refused by the converter."""
+    paths: list[tuple] = []  # the open collections' paths, innermost last
+    frames: list[list] = []  # per open collection: [is_mapping, next index | awaiting a key, last key, anchor, count at start, deepest]
+    anchors: dict[str, tuple[int, int]] = {}  # anchor: (values it holds, nesting below it)
+    count = documents = 0
+    for event in yaml.parse(text, Loader=_fast_loader()):
+        if isinstance(event, yaml.DocumentStartEvent):
+            documents += 1
+            if documents > 1:
+                message = "spec holds more than one YAML document; a spec is one (the second starts here)"
+                raise SpecError([Issue(file, event.start_mark.line + 1, 1, "", message)])
+            continue
+        if isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            frame = frames.pop()
+            paths.pop()
+            if frame[3] is not None:
+                anchors[frame[3]] = (count - frame[4], frame[5] - len(frames))
+            if frames:
+                frames[-1][5] = max(frames[-1][5], frame[5])
+            continue
+        if not isinstance(event, yaml.NodeEvent):
+            continue
+        path = paths[-1] if paths else ()
+        if frames:  # where this value sits in the collection that holds it
+            parent = frames[-1]
+            if not parent[0]:
+                path = path + (parent[1],)
+                parent[1] += 1
+            elif parent[1]:  # a key: reported at its mapping
+                parent[1], parent[2] = False, event.value if isinstance(event, yaml.ScalarEvent) else "<key>"
+            else:
+                path = path + (parent[2],)
+                parent[1] = True
+        size, below = anchors.get(event.anchor, (1, 0)) if isinstance(event, yaml.AliasEvent) else (1, 0)
+        count += size
+        if count > MAX_YAML_NODES:
+            message = f"spec expands to more than {MAX_YAML_NODES} YAML values (aliases counted at every use)"
+            raise SpecError([Issue(file, event.start_mark.line + 1, event.start_mark.column + 1, format_path(path), message)])
+        depth = len(frames) + below + isinstance(event, yaml.CollectionStartEvent)
+        if depth > MAX_YAML_DEPTH:
+            message = f"spec nests deeper than {MAX_YAML_DEPTH} levels"
+            raise SpecError([Issue(file, event.start_mark.line + 1, event.start_mark.column + 1, format_path(path[:MAX_YAML_DEPTH]), message)])
+        if frames:
+            frames[-1][5] = max(frames[-1][5], depth)
+        if isinstance(event, yaml.CollectionStartEvent):
+            anchor = event.anchor
+            frames.append([isinstance(event, yaml.MappingStartEvent), True if isinstance(event, yaml.MappingStartEvent) else 0, None, anchor, count - 1, depth])
+            paths.append(path)
+
+
+def _malformed(text: str, file: str, exc: yaml.YAMLError) -> SpecError:
+    """The :class:`SpecError` for text YAML cannot parse, located at the problem, with a hint
+    for the usual causes (indentation, tabs, an unquoted ``${...}`` in flow syntax)."""
+    if _fast_loader() is not yaml.SafeLoader and len(text) <= PRECISE_ERROR_BYTES:
         try:
-            return list(yaml.compose_all(text, Loader=fast))
-        except yaml.YAMLError:
+            yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.YAMLError as precise:
+            exc = precise
+        except RecursionError:
             pass
-    return list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return SpecError([Issue(file, 0, 0, "", f"malformed YAML: {exc}")])
+    mark = exc.problem_mark or exc.context_mark
+    line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+    problem = exc.problem or exc.context or "malformed YAML"
+    if exc.problem and exc.context and exc.context_mark:
+        # "expected ',' or '}'" alone does not say which bracket is unclosed
+        problem += f" ({exc.context} started at line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1})"
+    if "<block end>" in problem:
+        problem += "; check the indentation"
+    elif "'\\t'" in problem:
+        problem += "; indent with spaces, not tabs"
+    elif "flow" in (exc.context or "") and _unquoted_expression(text, mark):
+        problem += '; inside { } or [ ] an expression must be quoted: "${...}"'
+    return SpecError([Issue(file, line, col, "", f"malformed YAML: {problem}")])
 
 
 def _unquoted_expression(text: str, mark: Any) -> bool:
@@ -167,16 +236,6 @@ def _unquoted_expression(text: str, mark: Any) -> bool:
     syntax (``{a: ${x}}``) YAML reads the expression's brace as the start of a mapping."""
     lines = text.splitlines()
     return mark is not None and mark.line < len(lines) and "${" in lines[mark.line][: mark.column + 1]
-
-
-def _document_start(text: str, previous: yaml.Node, node: yaml.Node) -> int:
-    """Line (1-based) of the ``---`` that opens the document holding ``node`` (searched back to
-    the end of the ``previous`` document), else the line of ``node`` itself."""
-    lines = text.splitlines()
-    for index in range(min(node.start_mark.line, len(lines) - 1), previous.end_mark.line - 1, -1):
-        if lines[index].startswith("---"):
-            return index + 1
-    return node.start_mark.line + 1
 
 
 def _show_tag(tag: str) -> str:
@@ -190,10 +249,7 @@ class _Converter:
     def __init__(self, doc: Document):
         self.doc = doc
         self.issues: list[Issue] = []
-        self.visited = 0
         self.constructor = yaml.constructor.SafeConstructor()
-        self.converted: set[int] = set()  # ids of nodes converted once: meeting one again is an alias
-        self.alias_use: Path_ | None = None  # the outermost alias being expanded, if any
         self.open: set[int] = set()  # ids of the collections being converted (the current path)
 
     def _mark(self, node: yaml.Node) -> tuple[int, int]:
@@ -207,30 +263,6 @@ class _Converter:
         if id(node) in self.open:  # `&a [*a]`: the alias is inside the value it names
             self._error(node, path[:-1] if path else path, "an alias refers to a value that contains it; a spec is a tree of plain data")
             return None
-        if len(path) > MAX_YAML_DEPTH:
-            if not any(i.message.startswith("spec nests deeper") for i in self.issues):
-                self._error(node, path[:MAX_YAML_DEPTH], f"spec nests deeper than {MAX_YAML_DEPTH} levels")
-            return None
-        self.visited += 1
-        if self.visited > MAX_YAML_NODES:
-            if self.visited == MAX_YAML_NODES + 1:
-                message = f"spec expands to more than {MAX_YAML_NODES} YAML values (aliases counted at every use)"
-                if self.alias_use is None:
-                    self._error(node, path, message)
-                else:
-                    # the alias node's own mark is its anchor's; point at where the alias is used
-                    use = self.alias_use
-                    line, col = self.doc.keys.get(use) or self.doc.where(use[:-1])
-                    self.issues.append(Issue(self.doc.file, line, col, format_path(use), message))
-            return None
-        outermost_alias = self.alias_use is None and id(node) in self.converted
-        self.converted.add(id(node))
-        if outermost_alias:
-            self.alias_use = path
-            try:
-                return self._convert(node, path)
-            finally:
-                self.alias_use = None
         return self._convert(node, path)
 
     def _convert(self, node: yaml.Node, path: Path_) -> Any:

@@ -178,8 +178,7 @@ def test_malformed_yaml_is_located():
 
 def test_several_documents_are_rejected():
     error = _error("a: 1\n---\nb: 2\n")
-    assert len(error.issues) == 1
-    assert error.issues[0].message.startswith("spec holds 2 YAML documents; a spec is one")
+    assert _only(error) == ("<string>", 2, 1, "", "spec holds more than one YAML document; a spec is one (the second starts here)")
 
 
 def test_empty_text_is_rejected():
