@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from .errors import Issue, SpecError, did_you_mean
+from .errors import Issue, SpecError, did_you_mean, suggestion_budget
 from .expand import FlatSpec, expand
 from .files import looks_like_file, shorten
 from .graph import check_graph
@@ -76,6 +76,17 @@ def analyze(
 
     ``include_dirs``: folders whose files ``include:`` may read, besides the spec's own folder
     (and the bundled specs); a spec given as text or a dict has no folder of its own."""
+    with suggestion_budget():  # "did you mean" for thousands of unknown names stays bounded
+        return _analyze(spec, in_channels, image, params, include_dirs)
+
+
+def _analyze(
+    spec: SpecSource | Document,
+    in_channels: Sequence[int] | Mapping[str, int] | None,
+    image: int | tuple[int, int] | None,
+    params: Mapping[str, Any] | None,
+    include_dirs: Sequence[str | os.PathLike],
+) -> Analysis:
     doc = load(spec)
     if in_channels is not None and (isinstance(in_channels, (str, bytes)) or not isinstance(in_channels, (Mapping, Sequence))):
         raise SpecError([Issue(doc.file, 0, 0, "in_channels", f"in_channels must be a list of widths (finest first) or a mapping of input name to width, not {in_channels!r}")])

@@ -78,7 +78,7 @@ def _type(hint: Any) -> str:
 
 
 def _parameters(cls: type[Op]) -> str:
-    hints = typing.get_type_hints(cls)
+    hints = cls.param_hints()
     lines = []
     for field in cls.param_fields():
         line = f"`{field.name}`: {_type(hints[field.name])}"

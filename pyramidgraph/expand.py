@@ -148,7 +148,7 @@ class Scope:
         self.parent = parent
         self.prefix = prefix
         self.names: dict[str, Any] = {}  # name -> id (str), _Alias or _BlockOutputs
-        self.broken: list[re.Pattern] = []  # keys (templates too) whose foreach/when/name failed
+        self.broken: list[NameTemplate] = []  # keys (templates too) whose foreach/when/name failed
 
     def visible(self) -> list[str]:
         names = list(self.names)
@@ -199,9 +199,10 @@ class _Expander:
         self.include_stack: list[str] = [doc.file]
         self.failed_params: set[str] = set()  # parameters whose value failed (reported once)
         self.pending_outputs: list[tuple[_Expander, OutputDecl, Scope]] = []  # included specs' outputs, checked at the end
-        self.broken_inputs: list[re.Pattern] = []  # input keys whose expansion failed (reported)
+        self.broken_inputs: list[NameTemplate] = []  # input keys whose expansion failed (reported)
         self.input_names: set[str] = set()
         self.include_inputs: list[IncludeInput] = []  # every include's inputs, checked at the end
+        self.included: dict[str, Document | None] = {}  # included specs read so far (None: refused, reported)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -363,7 +364,7 @@ class _Expander:
                     decls.append(InputDecl(name, level, channels, here, optional))
                     self.input_names.add(name)
             except _Bad:
-                self.broken_inputs.append(_template_pattern(key))
+                self.broken_inputs.append(NameTemplate(key))
                 continue
         self.check_input_levels(decls)
         self.bind_in_channels(decls, env)
@@ -480,7 +481,7 @@ class _Expander:
                     scope.names[name] = None
                     entries.append((name, body, sub_env, here))
             except _Bad:
-                scope.broken.append(_template_pattern(key))
+                scope.broken.append(NameTemplate(key))
                 continue
         return entries
 
@@ -505,8 +506,9 @@ class _Expander:
         positions: problems inside it are reported in its own file.
         """
         from .library import IncludeRefused, resolve_include
-        from .schema import check_schema
 
+        if self.node_count > MAX_NODES:
+            raise _Bad()  # the node limit was reported: expanding more includes would only cost time
         ref = self.ev(body["include"], env, where + ("include",))
         try:
             path = resolve_include(str(ref), self.doc.file, self.include_dirs)
@@ -516,18 +518,7 @@ class _Expander:
             raise self.fail(where + ("include",), f"cannot include '{ref}': no such file or bundled spec")
         if str(path) in self.include_stack or len(self.include_stack) >= MAX_INCLUDE_DEPTH:
             raise self.fail(where + ("include",), f"include cycle or depth over {MAX_INCLUDE_DEPTH}: {' -> '.join(self.include_stack + [str(path)])}")
-        from .errors import SpecError
-        from .loader import load_document
-
-        try:
-            doc = load_document(path)
-        except SpecError as exc:
-            self.issues.extend(exc.issues)
-            raise _Bad() from None
-        problems = check_schema(doc)
-        if problems:
-            self.issues.extend(problems)
-            raise _Bad()
+        doc = self.read_included(str(path))
         refs = self.expand_list(body.get("inputs", []), env, where + ("inputs",))
         params = self.ev(body.get("params") or {}, env, where + ("params",))
         declared = doc.data.get("params") or {}
@@ -544,6 +535,7 @@ class _Expander:
         sub.include_stack = self.include_stack + [str(path)]
         sub.pending_outputs = self.pending_outputs
         sub.include_inputs = self.include_inputs
+        sub.included = self.included
         sub.node_count = self.node_count
         sub_env = sub.params(doc.data)
         if sub.failed_params:
@@ -568,6 +560,27 @@ class _Expander:
         outputs = outputs_of(sub, doc.data, sub_env, inner, resolve=False)
         self.pending_outputs.extend((sub, o, inner) for o in outputs)
         scope.names[name] = _BlockOutputs(inner, [o.name for o in outputs], {o.name: o.ref for o in outputs}, "included spec")
+
+    def read_included(self, path: str) -> Document:
+        """The included spec at ``path``, read and schema-checked once per expansion however
+        often it is included (under many names, or at every level of nested includes), so the
+        cost of an include is that of its nodes; its problems are reported the first time."""
+        from .errors import SpecError
+        from .loader import load_document
+        from .schema import check_schema
+
+        if path not in self.included:
+            try:
+                doc: Document | None = load_document(path)
+                problems = check_schema(doc)
+            except SpecError as exc:
+                problems = exc.issues
+            self.issues.extend(problems)
+            self.included[path] = None if problems else doc
+        doc = self.included[path]
+        if doc is None:
+            raise _Bad()
+        return doc
 
     def expand_node(self, name: str, body: dict, env: dict[str, Any], where: Where, scope: Scope, module_prefix: str, defaults: dict, shared_block: str | None) -> None:
         self.node_count += 1
@@ -697,17 +710,17 @@ class _Expander:
             return target.last is None or (bool(rest) and rest[0] in target.outputs and self._reads_broken(target.refs.get(rest[0], rest[0]), target.last, depth + 1))
         return False
 
-    def visible_names(self, scope: Scope) -> list[str]:
-        names = []
+    def visible_names(self, scope: Scope) -> Iterator[str]:
+        """The names a reference in ``scope`` can use, produced as they are read: a suggestion
+        for an unknown name reads them only while the suggestion budget lasts."""
         current: Scope | None = scope
         while current is not None:
             for name, target in current.names.items():
                 if isinstance(target, _BlockOutputs):
-                    names.extend(f"{name}.{o}" for o in target.outputs)
+                    yield from (f"{name}.{o}" for o in target.outputs)
                 elif not isinstance(target, _Broken):
-                    names.append(name)
+                    yield name
             current = current.parent
-        return names
 
     def unknown(self, ref: str, scope: Scope, where: Where, what: str) -> None:
         base = ref[: -len(".pre")] if ref.endswith(".pre") else ref
@@ -730,10 +743,32 @@ class _Expander:
         self.fail(where, message)
 
 
-def _template_pattern(key: Any) -> re.Pattern:
-    """The names a node or input key can make: ``P${l}_td`` matches ``P4_td``."""
-    parts = re.split(r"\$\{[^{}]*\}|\$[A-Za-z_][A-Za-z0-9_]*", str(key))
-    return re.compile(".+".join(re.escape(part) for part in parts))
+class NameTemplate:
+    """The names a node or input key can make: ``P${l}_td`` makes ``P4_td``.
+
+    Each ``$`` part stands for one or more characters. A name is matched by finding the fixed
+    parts left to right, each at the earliest place it fits, which is always a match when one
+    exists for patterns of this kind, in time linear in the name for each part. (The regular
+    expression ``P.+_.+_...`` that this replaces backtracks: a key of twenty ``${x}a`` against
+    a 40-letter near-miss took seconds.)"""
+
+    def __init__(self, key: Any):
+        self.parts = re.split(r"\$\{[^{}]*\}|\$[A-Za-z_][A-Za-z0-9_]*", str(key))
+
+    def fullmatch(self, name: str) -> bool:
+        if len(self.parts) == 1:  # no `$` part: the key is a plain name
+            return name == self.parts[0]
+        first, *middle, last = self.parts
+        end = len(name) - len(last)  # where the last fixed part starts
+        if not (name.startswith(first) and name.endswith(last)):
+            return False
+        position = len(first)
+        for part in middle:  # after each wildcard (one character at least), the next fixed part
+            found = name.find(part, position + 1, end - 1)
+            if found < 0:
+                return False
+            position = found + len(part)
+        return end - position >= 1
 
 
 def _may_be_broken(name: str, scope: Scope | None) -> bool:

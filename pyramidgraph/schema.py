@@ -343,7 +343,7 @@ def _accepts_type(schema: Any, value: Any) -> bool:
 
 
 def _resolve(ref: str) -> dict[str, Any]:
-    node: Any = spec_schema()
+    node: Any = _validator().schema  # the cached copy: spec_schema() parses a fresh one each call
     for part in ref.lstrip("#/").split("/"):
         node = node[part]
     return node

@@ -422,3 +422,147 @@ def test_fast_weighted_sum_with_all_weights_at_or_below_zero_gives_zeros_and_zer
     out.sum().backward()
     assert torch.equal(neck.get_parameter("N.fuse.weight").grad, torch.zeros(2))
     assert all(torch.equal(x.grad, torch.zeros_like(x)) for x in xs)
+
+
+# -- bounded work: what a spec can make the validator do is linear in its size ---------------------
+
+TINY = "pyramidgraph: 1\nexample: {in_channels: [8], image: 32}\ninputs: {C3: {level: 3}}\n"
+
+
+def _refused_within(spec, seconds: float, **kwargs) -> list[str]:
+    """The issues of ``spec``, which must be refused within ``seconds`` (measured after a warm
+    call, so imports and the schema's construction are not counted)."""
+    import time
+
+    with pytest.raises(SpecError):
+        pyramidgraph.validate("pyramidgraph: 1\n")
+    start = time.perf_counter()
+    with pytest.raises(SpecError) as caught:
+        pyramidgraph.validate(spec, **kwargs)
+    elapsed = time.perf_counter() - start
+    assert elapsed < seconds, f"took {elapsed:.2f} s"
+    return [str(i) for i in caught.value.issues]
+
+
+LIMIT = "spec expands to more than 100000 YAML values (aliases counted at every use)"
+
+
+@pytest.mark.parametrize(
+    "spec, where",
+    [
+        ("pyramidgraph: 1\nnodes: [" + ",".join(["1"] * 100_000) + "]\n", f"<string>:2:{9 + 2 * 99_995}: nodes[99995]"),
+        ("pyramidgraph: 1\nnodes:\n" + "- 1\n" * 100_000, f"<string>:{3 + 99_995}:3: nodes[99995]"),
+        ("pyramidgraph: 1\nnodes: [" + ",".join(["1"] * 100_000) + "\n", f"<string>:2:{9 + 2 * 99_995}: nodes[99995]"),
+    ],
+    ids=["flow-list", "block-list", "unclosed-flow-list"],
+)
+def test_a_100000_item_list_is_refused_in_under_a_second_at_the_item_over_the_limit(spec, where):
+    # the top mapping, `pyramidgraph`, 1, `nodes` and the list are five values: item 99,995 is the 100,001st
+    assert _refused_within(spec, 1.0) == [f"{where}: {LIMIT}"]
+
+
+def test_200000_yaml_documents_are_refused_in_under_a_second_at_the_second():
+    assert _refused_within("---\n" * 200_000, 1.0) == ["<string>:2:1: <spec>: spec holds more than one YAML document; a spec is one (the second starts here)"]
+
+
+def test_a_large_malformed_spec_gets_libyamls_located_message_at_once():
+    spec = "pyramidgraph: 1\nnodes: [" + ",".join(["1"] * 50_000) + "\n"
+    assert len(spec) > pyramidgraph.loader.PRECISE_ERROR_BYTES
+    assert _refused_within(spec, 1.0) == ["<string>:3:1: <spec>: malformed YAML: did not find expected ',' or ']' (while parsing a flow sequence started at line 2, column 8)"]
+
+
+def test_a_small_malformed_spec_gets_the_python_parsers_message():
+    assert _refused_within("pyramidgraph: 1\nnodes: [1, 2\n", 1.0) == [
+        "<string>:3:1: <spec>: malformed YAML: expected ',' or ']', but got '<stream end>' (while parsing a flow sequence started at line 2, column 8)"
+    ]
+
+
+def test_template_matching_of_names_is_linear():
+    # a broken key of twenty `${x}a` parts against a 41-letter near-miss: as a regular expression
+    # (a.+a.+...) this backtracked for seconds
+    key = "${x}a" * 20
+    spec = TINY + f"nodes:\n  '{key}': {{foreach: {{x: '${{missing}}'}}, from: [C3]}}\n  P3: {{from: [C3, {'a' * 40}b]}}\noutputs: [P3]\n"
+    issues = _refused_within(spec, 0.5)
+    assert issues == [
+        f"<string>:5:121: nodes.{key}.foreach.x: unknown name 'missing'; did you mean 'min'?",
+        f"<string>:6:19: nodes.P3.from[1]: unknown input or node '{'a' * 40}b'",
+    ]
+
+
+@pytest.mark.parametrize(
+    "key, name, matches",
+    [
+        ("P${l}_td", "P4_td", True),
+        ("P${l}_td", "P_td", False),  # a `$` part stands for one character at least
+        ("P$l", "P45", True),
+        ("${a}${b}", "xy", True),
+        ("${a}${b}", "x", False),
+        ("a${x}a", "aa", False),
+        ("a${x}a", "aba", True),
+        ("x${a}y${b}z", "xAyBz", True),
+        ("x${a}y${b}z", "xyBz", False),
+        ("plain", "plain", True),
+        ("plain", "plainer", False),
+    ],
+)
+def test_name_templates_match_the_names_their_keys_can_make(key, name, matches):
+    from pyramidgraph.expand import NameTemplate
+
+    assert NameTemplate(key).fullmatch(name) is matches
+
+
+def test_suggestions_for_thousands_of_unknown_names_stay_bounded():
+    from pyramidgraph import errors
+
+    n = 2000
+    spec = TINY + "nodes:\n" + "".join(f"  node_{i}: {{from: [nodx_{i}], level: 3}}\n" for i in range(n)) + "outputs: [node_0]\n"
+    issues = _refused_within(spec, 3.0)  # 68 s before the bound; 0.9 s with it on 2 loaded cores
+    assert len(issues) == n
+    # each suggestion compares with the 2,001 visible names: the budget pays for the first nine
+    per_suggestion = n + 1
+    suggested = errors.MAX_SUGGESTION_COMPARISONS // per_suggestion
+    assert issues[0] == "<string>:5:19: nodes.node_0.from[0]: unknown input or node 'nodx_0'; did you mean 'node_0'?"
+    assert sum("did you mean" in i for i in issues) == suggested == 9
+    assert issues[-1] == f"<string>:{4 + n}:22: nodes.node_{n - 1}.from[0]: unknown input or node 'nodx_{n - 1}'"
+
+
+def test_the_suggestion_budget_is_configurable_and_unbounded_outside_analysis(monkeypatch):
+    from pyramidgraph import errors
+
+    with pytest.raises(SpecError) as caught:
+        pyramidgraph.validate(TINY + "nodes:\n  P3: {from: [C33]}\noutputs: [P3]\n")
+    assert [i.message for i in caught.value.issues] == ["unknown input or node 'C33'; did you mean 'C3'?"]
+
+    monkeypatch.setattr(errors, "MAX_SUGGESTION_COMPARISONS", 0)
+    with pytest.raises(SpecError) as caught:
+        pyramidgraph.validate(TINY + "nodes:\n  P3: {from: [C33]}\noutputs: [P3]\n")
+    assert [i.message for i in caught.value.issues] == ["unknown input or node 'C33'"]
+    assert errors.did_you_mean("C33", ["C3"]) == "; did you mean 'C3'?"
+
+
+def _include_chain(folder: Path, width: int, depth: int) -> Path:
+    """s0.yaml includes s1.yaml ``width`` times, which includes s2.yaml ``width`` times, ...:
+    width ** depth copies of the one node of the last."""
+    (folder / f"s{depth}.yaml").write_text(TINY + "nodes:\n  P3: {from: [C3]}\noutputs: [P3]\n")
+    for i in range(depth - 1, -1, -1):
+        nodes = "".join(f"  n{j}: {{include: s{i + 1}.yaml, inputs: [C3]}}\n" for j in range(width))
+        reads = ", ".join(f"n{j}.P3" for j in range(width))
+        (folder / f"s{i}.yaml").write_text(TINY + f"nodes:\n{nodes}  P3: {{from: [{reads}]}}\noutputs: [P3]\n")
+    return folder / "s0.yaml"
+
+
+def test_including_one_file_many_times_reads_it_once(tmp_path, monkeypatch):
+    from pyramidgraph import loader
+
+    reads = []
+    real = loader.read_regular_file
+    monkeypatch.setattr(loader, "read_regular_file", lambda path, limit: reads.append(str(path)) or real(path, limit))
+    analysis = pyramidgraph.validate(_include_chain(tmp_path, 2, 7))  # 2 ** 7 = 128 copies of s7's node
+    assert len(analysis.flat.nodes) == sum(2**i for i in range(8))
+    assert sorted(reads) == sorted(str(tmp_path / f"s{i}.yaml") for i in range(8))
+
+
+def test_an_include_bomb_stops_at_the_node_limit(tmp_path):
+    # 30 ** 3 = 27,000 nodes: refused when the 5,001st is made, without reading on (it took 142 s)
+    issues = _refused_within(_include_chain(tmp_path, 30, 3), 6.0)
+    assert issues == [f"{tmp_path / 's3.yaml'}:5:7: nodes.P3: spec expands to more than 5000 nodes; check repeat counts and foreach ranges"]
