@@ -26,7 +26,13 @@ from .loader import Document
 from .ops import ResampleOp
 from .shape import FeatureShape, ShapeError
 
-__all__ = ["lower"]
+__all__ = ["lower", "MAX_WEIGHT_BYTES"]
+
+MAX_WEIGHT_BYTES = 8_000_000_000
+"""Most memory (8 GB) the neck's float32 weights may take by :meth:`Op.weight_estimate`: a
+spec of widths that validate one by one but multiply to more (a 3x3 conv of 65,536 channels
+holds 38.7 G parameters, 155 GB) is refused at validation, not by the allocator at compile or
+by the machine running out of memory. The largest necks in use hold about 0.1 G parameters."""
 
 
 def _slug(ref: str) -> str:
@@ -213,7 +219,38 @@ def lower(doc: Document, flat: FlatSpec, input_sizes: Sequence[tuple[int, int] |
             broken.add(node_id)
     if lowering.issues:
         return None, lowering.issues
+    too_large = _weights_too_large(doc, flat, lowering.ops)
+    if too_large is not None:
+        return None, [too_large]
     outputs = [(o.name, lowering.node_values[o.source]) for o in flat.outputs]
     ir = IRGraph(flat.name, inputs, lowering.ops, outputs, return_type=flat.return_type, node_values=lowering.node_values, meta={"doc": flat.doc, "params": flat.params})
     ir.check()
     return ir, []
+
+
+def _weights_too_large(doc: Document, flat: FlatSpec, ops: list[IROp]) -> Issue | None:
+    """An issue at the node of the largest op when the estimated weights pass
+    :data:`MAX_WEIGHT_BYTES` (an op of a shared block counts once)."""
+    estimates: dict[str, tuple[int, IROp]] = {}
+    for op in ops:
+        estimates.setdefault(op.module, (op.op.weight_estimate(op.shapes, op.shape), op))
+    total = sum(count for count, _ in estimates.values())
+    if total * 4 <= MAX_WEIGHT_BYTES:
+        return None
+    count, largest = max(estimates.values(), key=lambda entry: entry[0])
+    widths = f"{_widths(tuple(s.channels for s in largest.shapes))} -> {largest.shape.channels}"
+    message = (
+        f"the neck's weights would take about {_amount(total * 4)}B ({_amount(total)} float32 parameters), more than the "
+        f"{_amount(MAX_WEIGHT_BYTES)}B allowed (pyramidgraph.lower.MAX_WEIGHT_BYTES); the largest op is '{largest.name}' "
+        f"({largest.op.label()}, {widths} channels: about {_amount(count)} parameters): lower the widths"
+    )
+    node = flat.nodes[largest.meta["node"]]
+    return node.where.issue(doc, message, key=True)
+
+
+def _amount(number: float) -> str:
+    """``154.6 G``, ``8 G``, ``512 M``: three significant figures at most, SI prefixes."""
+    for prefix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if number >= scale:
+            return f"{number / scale:.3g} {prefix}"
+    return f"{number:.3g} "

@@ -566,3 +566,55 @@ def test_an_include_bomb_stops_at_the_node_limit(tmp_path):
     # 30 ** 3 = 27,000 nodes: refused when the 5,001st is made, without reading on (it took 142 s)
     issues = _refused_within(_include_chain(tmp_path, 30, 3), 6.0)
     assert issues == [f"{tmp_path / 's3.yaml'}:5:7: nodes.P3: spec expands to more than 5000 nodes; check repeat counts and foreach ranges"]
+
+
+# -- widths that validate one by one but cannot be allocated together -------------------------------
+
+
+@pytest.mark.parametrize(
+    "spec, params",
+    [(name, {}) for name in sorted(pyramidgraph.bundled_specs())]
+    + [
+        ("fpn", {"norm": "bn"}),
+        ("fpn", {"norm": "gn"}),
+        ("bfp", {"refine": "conv", "norm": "bn"}),
+        ("bfp", {"refine": "non_local", "norm": "gn"}),
+        ("bifpn", {"separable": False}),
+        ("yolox_pafpn", {"use_depthwise": True}),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "-".join(f"{k}={v}" for k, v in value.items()) or "defaults",
+)
+def test_the_weight_estimate_is_within_one_percent_of_the_compiled_necks_tensors(spec, params):
+    analysis = pyramidgraph.validate(spec, **params)
+    estimate = {}
+    for op in analysis.ir.ops:
+        estimate.setdefault(op.module, op.op.weight_estimate(op.shapes, op.shape))
+    neck = pyramidgraph.compile(spec, **params)
+    real = sum(p.numel() for p in neck.parameters()) + sum(b.numel() for b in neck.buffers())
+    assert abs(sum(estimate.values()) - real) <= 0.01 * real
+
+
+WIDE = TINY.replace("in_channels: [8]", "in_channels: [65536]") + "nodes:\n  P3: {from: [C3], channels: 65536, post: [conv3x3]}\noutputs: [P3]\n"
+
+
+def test_weights_that_cannot_be_allocated_are_refused_at_validation_with_the_estimate(capsys, tmp_path):
+    message = (
+        "the neck's weights would take about 155 GB (38.7 G float32 parameters), more than the 8 GB allowed "
+        "(pyramidgraph.lower.MAX_WEIGHT_BYTES); the largest op is 'P3' (conv3x3, 65536 -> 65536 channels: about 38.7 G parameters): lower the widths"
+    )
+    assert _refused_within(WIDE, 1.0) == [f"<string>:5:3: nodes.P3: {message}"]
+    path = tmp_path / "wide.yaml"
+    path.write_text(WIDE)
+    assert main(["validate", str(path)]) == 2
+    assert issue_lines(capsys.readouterr().err) == [f"{path}:5:3: nodes.P3: {message}"]
+
+
+def test_the_weight_limit_is_configurable(monkeypatch):
+    from pyramidgraph import lower
+
+    spec = WIDE.replace("65536", "512")  # 2.4 M parameters, 9.4 MB
+    assert pyramidgraph.validate(spec).ir is not None
+    monkeypatch.setattr(lower, "MAX_WEIGHT_BYTES", 1_000_000)
+    with pytest.raises(SpecError) as caught:
+        pyramidgraph.validate(spec)
+    assert caught.value.issues[0].message.startswith("the neck's weights would take about 9.44 MB (2.36 M float32 parameters), more than the 1 MB allowed")

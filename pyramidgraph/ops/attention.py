@@ -84,6 +84,12 @@ class NonLocal(PostOp):
     def inner(self, channels: int) -> int:
         return max(channels // self.reduction, 1)
 
+    def weight_estimate(self, shapes, out):
+        channels, inner = shapes[0].channels, self.inner(shapes[0].channels)
+        projections = 1 if self.mode == "gaussian" else 3  # g, and theta and phi unless gaussian
+        norm = {"bn": 4 * channels + 1, "gn": 2 * channels, None: channels}[self.norm]  # conv_out's norm, or its bias
+        return projections * (channels * inner + inner) + inner * channels + norm
+
     def infer(self, x, channels):
         if self.reduction < 1:
             raise ShapeError(f"nonlocal: reduction must be at least 1, got {self.reduction}")

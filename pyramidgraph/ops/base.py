@@ -66,6 +66,27 @@ class Op:
     def emit(self, e: Emitter, args: list[torch.fx.Node], shapes: list[FeatureShape], out: FeatureShape) -> torch.fx.Node:
         raise NotImplementedError
 
+    def weight_estimate(self, shapes: list[FeatureShape], out: FeatureShape) -> int:
+        """About how many parameters the op holds, from the widths alone (no torch): enough to
+        refuse at validation a neck whose weights cannot be allocated, while ``info`` counts them
+        exactly. The default is a convolution from all the inputs' widths to the output's with the
+        op's ``kernel`` and ``groups``, once per ``blocks``, and nothing for an op without
+        parameters; an op far from that shape overrides it."""
+        if not self.has_parameters:
+            return 0
+        params = self.params()
+
+        def count(key: str) -> int:
+            value = params.get(key)
+            return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else 1
+
+        in_channels = sum(shape.channels for shape in shapes)
+        if params.get("depthwise") is True:  # a depthwise kxk conv, then a pointwise 1x1 one
+            per_block = in_channels * count("kernel") ** 2 + in_channels * out.channels
+        else:
+            per_block = in_channels * out.channels * count("kernel") ** 2 // count("groups")
+        return per_block * count("blocks") + 2 * out.channels
+
     def label(self) -> str:
         """Short text for diagrams and summaries, e.g. ``conv3x3``."""
         return self.name

@@ -67,6 +67,14 @@ def emit_conv_bn_act(
     return emit_act(e, act, y) if act else y
 
 
+def _unit_weights(cin: int, cout: int, kernel: int = 1, groups: int = 1, depthwise: bool = False) -> int:
+    """Parameters and buffers of one conv-BN-act unit (of a depthwise one and its pointwise
+    partner when ``depthwise``), for :meth:`Op.weight_estimate`."""
+    if depthwise:
+        return _unit_weights(cin, cin, kernel, cin) + _unit_weights(cin, cout)
+    return cin * cout * kernel**2 // groups + 4 * cout + 1
+
+
 def _check_groups(name: str, groups: int, cin: int, cout: int) -> None:
     if cin % groups or cout % groups:
         raise ShapeError(f"{name} with groups={groups} needs widths divisible by it, got {cin} -> {cout}")
@@ -181,6 +189,11 @@ class C2f(PostOp):
     def label(self) -> str:
         return f"C2f x{self.blocks}"
 
+    def weight_estimate(self, shapes, out):
+        hidden = int(out.channels * self.expansion)
+        bottleneck = _unit_weights(hidden, hidden, self.kernel) + _unit_weights(hidden, hidden, self.kernel, self.groups)
+        return _unit_weights(shapes[0].channels, 2 * hidden) + self.blocks * bottleneck + _unit_weights((2 + self.blocks) * hidden, out.channels)
+
     def infer(self, x, channels):
         width = out_width(self.out, channels, x.channels)
         hidden = int(width * self.expansion)
@@ -231,6 +244,11 @@ class CSPLayer(PostOp):
 
     def label(self) -> str:
         return f"CSP x{self.blocks}"
+
+    def weight_estimate(self, shapes, out):
+        mid, cin = int(out.channels * self.expansion), shapes[0].channels
+        bottleneck = _unit_weights(mid, mid) + _unit_weights(mid, mid, self.kernel, depthwise=self.depthwise)
+        return 2 * _unit_weights(cin, mid) + self.blocks * bottleneck + _unit_weights(2 * mid, out.channels)
 
     def infer(self, x, channels):
         width = out_width(self.out, channels, x.channels)

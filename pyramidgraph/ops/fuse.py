@@ -56,6 +56,9 @@ class Weighted(FuseOp):
 
     has_parameters = True
 
+    def weight_estimate(self, shapes, out):
+        return len(shapes)
+
     def label(self) -> str:
         return f"weighted ({self.norm})"
 

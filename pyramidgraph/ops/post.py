@@ -58,6 +58,10 @@ class SeparableConv(PostOp):
     def label(self) -> str:
         return f"sepconv{self.kernel}x{self.kernel}"
 
+    def weight_estimate(self, shapes, out):
+        cin = shapes[0].channels
+        return cin * self.kernel**2 + cin * out.channels + out.channels
+
     def infer(self, x, channels):
         width = out_width(self.out, channels, x.channels)
         return x.with_(channels=width, size=window_out(x.size, self.kernel, 1, self.padding))
@@ -80,6 +84,9 @@ class BatchNorm(PostOp):
 
     has_parameters = True
 
+    def weight_estimate(self, shapes, out):
+        return 4 * out.channels + 1  # weight, bias, running mean and variance, batches seen
+
     def emit(self, e, args, shapes, out):
         from torch import nn
 
@@ -96,6 +103,9 @@ class GroupNorm(PostOp):
 
     shorthand = "groups"
     has_parameters = True
+
+    def weight_estimate(self, shapes, out):
+        return 2 * out.channels
 
     def infer(self, x, channels):
         check_norm("gn", x.channels, self.groups)
