@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from .errors import Issue, SpecError, did_you_mean, suggestion_budget
+from .errors import Issue, SpecError, capped, did_you_mean, suggestion_budget
 from .expand import FlatSpec, expand
 from .files import looks_like_file, shorten
 from .graph import check_graph
@@ -92,16 +92,17 @@ def _analyze(
         raise SpecError([Issue(doc.file, 0, 0, "in_channels", f"in_channels must be a list of widths (finest first) or a mapping of input name to width, not {in_channels!r}")])
     issues = check_schema(doc)
     if issues:
-        raise SpecError(issues)
+        raise SpecError(capped(issues))
     flat, issues = expand(doc, in_channels, params or {}, image, include_dirs)
-    issues += check_graph(doc, flat, reachability=not issues)
+    if flat is not None:  # None: expansion stopped at the issue limit
+        issues += check_graph(doc, flat, reachability=not issues)
     if issues:
-        raise SpecError(issues)
+        raise SpecError(capped(issues))
     from .lower import lower
 
     ir, issues = lower(doc, flat)
     if issues:
-        raise SpecError(issues)
+        raise SpecError(capped(issues))
     return Analysis(doc, flat, ir)
 
 

@@ -27,7 +27,7 @@ from typing import Callable, Iterable, TextIO
 
 from .errors import Issue
 
-__all__ = ["COLOR_MODES", "use_color", "format_issue", "format_issues", "SourceLines"]
+__all__ = ["COLOR_MODES", "use_color", "format_issue", "format_issues", "SourceLines", "QUOTE_WIDTH"]
 
 COLOR_MODES = ("auto", "always", "never")
 
@@ -85,6 +85,7 @@ def format_issue(issue: Issue, source: str | None = None, *, color: bool = False
         return head
     number = str(issue.line)
     start = min(max(issue.col, 1), len(source) + 1) - 1
+    source, start = _window(source, start)
     # Keep the source's tabs in the padding so that the caret lines up under any tab width.
     padding = "".join("\t" if ch == "\t" else " " for ch in source[:start])
     token = _TOKEN.match(source, start)
@@ -93,6 +94,23 @@ def format_issue(issue: Issue, source: str | None = None, *, color: bool = False
         marker = f"{_GREEN}{marker}{_RESET}"
     gutter = " " * len(number)
     return "\n".join([head, f"    {number} | {source}".rstrip(), f"    {gutter} | {padding}{marker}"])
+
+
+QUOTE_WIDTH = 120
+"""Most characters of a source line quoted under an issue. A longer line is cut to a window
+around the column, so that a one-line spec of 2,000 bad list items prints 2,000 short quotes,
+not 2,000 copies of the whole line (32 MB of output for an 11 KB spec)."""
+
+
+def _window(source: str, start: int) -> tuple[str, int]:
+    """``source`` cut to :data:`QUOTE_WIDTH` characters around index ``start`` (``...`` where
+    cut), and where ``start`` is in the cut line."""
+    if len(source) <= QUOTE_WIDTH:
+        return source, start
+    left = max(0, min(start - QUOTE_WIDTH // 3, len(source) - QUOTE_WIDTH))
+    cut = source[left : left + QUOTE_WIDTH]
+    head, tail = ("..." if left > 0 else ""), ("..." if left + QUOTE_WIDTH < len(source) else "")
+    return head + cut + tail, start - left + len(head)
 
 
 def format_issues(issues: Iterable[Issue], *, color: bool = False, source: Callable[[str, int], str | None] | None = None) -> str:

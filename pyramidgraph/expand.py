@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Sequence
 
+from . import errors
 from .errors import Issue, did_you_mean, format_path
 from .expr import ExprError, substitute
 from .loader import Document
@@ -141,6 +142,10 @@ class _Bad(Exception):
     """Raised inside expansion after an issue was recorded, to skip the broken piece."""
 
 
+class _TooMany(Exception):
+    """Raised when more than ``errors.MAX_ISSUES`` issues are recorded: expansion stops."""
+
+
 class Scope:
     """Names visible at one place: local nodes, block input aliases, then the outer scope."""
 
@@ -208,6 +213,8 @@ class _Expander:
 
     def fail(self, where: Where, message: str, key: bool = False) -> _Bad:
         self.issues.append(where.issue(self.doc, message, key=key))
+        if len(self.issues) > errors.MAX_ISSUES:
+            raise _TooMany()
         return _Bad()
 
     def ev(self, value: Any, env: Mapping[str, Any], where: Where) -> Any:
@@ -785,6 +792,13 @@ def expand(
     """Expand a schema-valid document. Returns the flat spec (None if unusable) and the issues.
     ``include_dirs`` are folders ``include:`` may read besides the spec's own."""
     ex = _Expander(doc, in_channels, params or {}, image, include_dirs=include_dirs)
+    try:
+        return _expand(ex, doc, image)
+    except _TooMany:
+        return None, ex.issues
+
+
+def _expand(ex: _Expander, doc: Document, image: Any) -> tuple[FlatSpec | None, list[Issue]]:
     data = doc.data
     env = ex.params(data)
     inputs = ex.inputs(data, env)
@@ -830,6 +844,9 @@ def outputs_of(ex: _Expander, data: dict, env: dict[str, Any], root: Scope, reso
             for ref, w in ex.expand_list(raw, env, where):
                 pairs.append((_output_name(ref), ref, w))
     except _Bad:
+        return []
+    if not pairs:  # an included spec's too: it gives the including spec nothing to read
+        ex.fail(where, "the neck returns nothing: list at least one node in outputs")
         return []
     outputs: list[OutputDecl] = []
     seen: set[str] = set()

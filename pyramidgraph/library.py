@@ -73,13 +73,22 @@ def resolve_include(ref: str, including_file: str, include_dirs: Sequence[str | 
         if not any(candidate.is_relative_to(r) for r in roots):
             outside = True
             continue
-        if candidate.is_file():
+        if _is_file(candidate):
             return candidate
     bundled = find_bundled(ref)
     if bundled is None and (outside or (not roots and ("/" in ref or os.sep in ref))):
         where = ", ".join(str(r) for r in roots) or "none: the spec is not a file"
         raise IncludeRefused(f"cannot include '{ref}': an include names a bundled spec or a file under the including spec's folder or a folder given with include_dirs (here: {where})")
     return bundled
+
+
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, false where asking fails: Python 3.11 passes "File name too long"
+    (a name over 255 bytes) through as an OSError."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def spec_summary(path: Path) -> str:

@@ -303,9 +303,13 @@ def _validator() -> jsonschema.Draft202012Validator:
 
 def check_schema(doc: Document) -> list[Issue]:
     """Validate ``doc.data`` against the schema; one located, readable issue per problem."""
+    from .errors import MAX_ISSUES
+
     issues: list[Issue] = []
     for error in _validator().iter_errors(doc.data):
         issues.extend(_translate(doc, error))
+        if len(issues) > MAX_ISSUES:  # enough to say that there are more (errors.capped)
+            break
     return issues
 
 
@@ -392,7 +396,7 @@ def _translate(doc: Document, error: jsonschema.ValidationError) -> list[Issue]:
                 for sub in grouped[best]:
                     issues.extend(_translate(doc, sub))
                 return issues
-        expected = " or ".join(dict.fromkeys(_describe_schema(b) for b in branches))
+        expected = " or ".join(dict.fromkeys(part for b in branches for part in _describe_schema(b).split(" or ")))  # "a string or an object", not "... or an object or an object"
         return [doc.issue(path, f"expected {expected}, got {_show(value)}")]
     if kind == "additionalProperties":
         known = list(error.schema.get("properties", {}))

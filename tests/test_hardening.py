@@ -445,20 +445,31 @@ def _refused_within(spec, seconds: float, **kwargs) -> list[str]:
 
 
 LIMIT = "spec expands to more than 100000 YAML values (aliases counted at every use)"
+LONG = "a list of more than 1000 items; the limit is 1000 (pyramidgraph.loader.MAX_LIST_ITEMS)"
 
 
 @pytest.mark.parametrize(
     "spec, where",
     [
-        ("pyramidgraph: 1\nnodes: [" + ",".join(["1"] * 100_000) + "]\n", f"<string>:2:{9 + 2 * 99_995}: nodes[99995]"),
-        ("pyramidgraph: 1\nnodes:\n" + "- 1\n" * 100_000, f"<string>:{3 + 99_995}:3: nodes[99995]"),
-        ("pyramidgraph: 1\nnodes: [" + ",".join(["1"] * 100_000) + "\n", f"<string>:2:{9 + 2 * 99_995}: nodes[99995]"),
+        ("pyramidgraph: 1\nnodes: [" + ",".join(["1"] * 100_000) + "]\n", f"<string>:2:{9 + 2 * 1000}: nodes[1000]"),
+        ("pyramidgraph: 1\nnodes:\n" + "- 1\n" * 100_000, f"<string>:{3 + 1000}:3: nodes[1000]"),
+        ("pyramidgraph: 1\nnodes: [" + ",".join(["1"] * 100_000) + "\n", f"<string>:2:{9 + 2 * 1000}: nodes[1000]"),
     ],
     ids=["flow-list", "block-list", "unclosed-flow-list"],
 )
-def test_a_100000_item_list_is_refused_in_under_a_second_at_the_item_over_the_limit(spec, where):
-    # the top mapping, `pyramidgraph`, 1, `nodes` and the list are five values: item 99,995 is the 100,001st
-    assert _refused_within(spec, 1.0) == [f"{where}: {LIMIT}"]
+def test_a_100000_item_list_is_refused_at_once_at_its_1001st_item(spec, where):
+    assert _refused_within(spec, 0.2) == [f"{where}: {LONG}"]
+
+
+def test_a_dict_spec_with_a_long_list_is_refused():
+    assert _refused_within({"pyramidgraph": 1, "nodes": list(range(1001))}, 0.2) == ["<dict>: <spec>: a list of 1001 items; the limit is 1000 (pyramidgraph.loader.MAX_LIST_ITEMS)"]
+
+
+def test_100000_values_in_lists_are_refused_in_under_a_second_at_the_value_over_the_limit():
+    # the top mapping, `pyramidgraph`, 1, `lists` and its list are five values and each inner
+    # list 501: after 199 of them, 99,704; the 200th list is the 99,705th and its item 295 the 100,001st
+    spec = "pyramidgraph: 1\nlists:\n" + ("- [" + ",".join(["1"] * 500) + "]\n") * 300
+    assert _refused_within(spec, 1.0) == [f"<string>:{3 + 199}:{4 + 2 * 295}: lists[199][295]: {LIMIT}"]
 
 
 def test_200000_yaml_documents_are_refused_in_under_a_second_at_the_second():
@@ -466,9 +477,9 @@ def test_200000_yaml_documents_are_refused_in_under_a_second_at_the_second():
 
 
 def test_a_large_malformed_spec_gets_libyamls_located_message_at_once():
-    spec = "pyramidgraph: 1\nnodes: [" + ",".join(["1"] * 50_000) + "\n"
+    spec = "pyramidgraph: 1\nnodes:\n" + ("  - [" + ",".join(["1"] * 600) + "]\n") * 60 + "  - [1, 2\n"
     assert len(spec) > pyramidgraph.loader.PRECISE_ERROR_BYTES
-    assert _refused_within(spec, 1.0) == ["<string>:3:1: <spec>: malformed YAML: did not find expected ',' or ']' (while parsing a flow sequence started at line 2, column 8)"]
+    assert _refused_within(spec, 1.0) == ["<string>:64:1: <spec>: malformed YAML: did not find expected ',' or ']' (while parsing a flow sequence started at line 63, column 5)"]
 
 
 def test_a_small_malformed_spec_gets_the_python_parsers_message():
@@ -511,9 +522,10 @@ def test_name_templates_match_the_names_their_keys_can_make(key, name, matches):
     assert NameTemplate(key).fullmatch(name) is matches
 
 
-def test_suggestions_for_thousands_of_unknown_names_stay_bounded():
+def test_suggestions_for_thousands_of_unknown_names_stay_bounded(monkeypatch):
     from pyramidgraph import errors
 
+    monkeypatch.setattr(errors, "MAX_ISSUES", 10_000)  # report them all, to see the budget alone
     n = 2000
     spec = TINY + "nodes:\n" + "".join(f"  node_{i}: {{from: [nodx_{i}], level: 3}}\n" for i in range(n)) + "outputs: [node_0]\n"
     issues = _refused_within(spec, 3.0)  # 68 s before the bound; 0.9 s with it on 2 loaded cores
@@ -618,3 +630,55 @@ def test_the_weight_limit_is_configurable(monkeypatch):
     with pytest.raises(SpecError) as caught:
         pyramidgraph.validate(spec)
     assert caught.value.issues[0].message.startswith("the neck's weights would take about 9.44 MB (2.36 M float32 parameters), more than the 1 MB allowed")
+
+
+# -- found by the fuzz campaign (benchmarks/fuzz_campaign.py) ----------------------------------------
+
+
+def test_an_include_name_longer_than_a_file_name_can_be_is_a_located_error(tmp_path, capsys):
+    path = tmp_path / "spec.yaml"
+    path.write_text(TINY + "nodes:\n  sub: {include: '" + "x" * 256 + "', inputs: [C3]}\noutputs: [sub.X3]\n")
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert issue_lines(err) == [f"{path}:5:18: nodes.sub.include: cannot include '{'x' * 256}': no such file or bundled spec"]
+
+
+def test_a_neck_that_returns_nothing_is_refused():
+    assert _refused_within(TINY + "nodes:\n  P3: {from: [C3], channels: 8}\noutputs: []\n", 1.0) == [
+        "<string>:6:10: outputs: the neck returns nothing: list at least one node in outputs"
+    ]
+
+
+@pytest.mark.parametrize("op", ["csp", "c2f"])
+def test_bottleneck_counts_are_bounded(op):
+    issues = _refused_within(TINY + f"nodes:\n  P3: {{from: [C3], channels: 8, post: [{{{op}: {{blocks: 5000}}}}]}}\noutputs: [P3]\n", 1.0)
+    assert issues == [f"<string>:5:3: nodes.P3: {op}: blocks must be between 0 and 64, got 5000"]
+
+
+def test_quoted_source_lines_are_cut_to_a_window_around_the_column(tmp_path, capsys):
+    path = tmp_path / "long.yaml"
+    path.write_text(TINY + "nodes:\n  P3: {from: [" + ", ".join(map(str, range(500))) + "], channels: 8}\noutputs: [P3]\n")
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    quoted = [line for line in err.splitlines() if line.startswith("    5 | ")]
+    assert len(quoted) == 100 and max(len(line) for line in quoted) <= len("    5 | ") + 120 + 6
+    # item 99 at column 401: the window starts 40 characters before it
+    assert quoted[99] == "    5 | ...89, 90, 91, 92, 93, 94, 95, 96, 97, 98, 99, 100, 101, 102, 103, 104, 105, 106, 107, 108, 109, 110, 111, 112, 113, 114, 1..."
+    assert len(err) < 60_000  # 100 issues of three short lines; the whole line each time was 32 MB for 2,000 items
+
+
+def test_more_problems_than_the_limit_stop_checking_with_a_note():
+    issues = _refused_within(TINY + "nodes:\n  P3: {from: [" + ", ".join(map(str, range(1000))) + "], channels: 8}\noutputs: [P3]\n", 2.0)
+    assert len(issues) == 101
+    assert issues[0] == "<string>: <spec>: more than 100 problems: the first 100 follow, and checking stopped there (pyramidgraph.errors.MAX_ISSUES)"
+    assert issues[1] == "<string>:5:15: nodes.P3.from[0]: expected a string or an object, got 0"
+    assert issues[100] == "<string>:5:401: nodes.P3.from[99]: expected a string or an object, got 99"
+
+
+def test_expansion_stops_at_the_problem_limit_too():
+    n = 300
+    spec = TINY + "nodes:\n" + "".join(f"  node_{i}: {{from: [nodx_{i}], level: 3}}\n" for i in range(n)) + "outputs: [node_0]\n"
+    issues = _refused_within(spec, 2.0)
+    assert len(issues) == 101 and issues[0].endswith("(pyramidgraph.errors.MAX_ISSUES)")
+    assert issues[1] == "<string>:5:19: nodes.node_0.from[0]: unknown input or node 'nodx_0'; did you mean 'node_0'?"

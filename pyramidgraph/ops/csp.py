@@ -154,11 +154,16 @@ class StridedConvBnAct(ResampleOp):
         )
 
 
+MAX_BLOCKS = 64
+"""Most bottlenecks in one ``c2f`` or ``csp`` (the largest YOLO models use 9): a count the
+weight budget would pass at a small width, such as 5,000, took 13 s to build."""
+
+
 def _check_blocks(name: str, blocks: int, hidden: int, kernel: int) -> None:
     if kernel % 2 == 0:
         raise ShapeError(f"{name}: the bottleneck kernel must be odd (it keeps the map's size), got {kernel}")
-    if blocks < 0:
-        raise ShapeError(f"{name}: blocks must be 0 or more, got {blocks}")
+    if not 0 <= blocks <= MAX_BLOCKS:
+        raise ShapeError(f"{name}: blocks must be between 0 and {MAX_BLOCKS}, got {blocks}")
     if hidden < 1:
         raise ShapeError(f"{name}: the hidden width int(out * expansion) is {hidden}; raise expansion or the width")
 
