@@ -91,7 +91,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     common = _common(args)
     neck = compile_spec(args.spec, common["in_channels"], image=common["image"], params=common["params"], include_dirs=common["include_dirs"])
     if args.code:
-        print(neck.code.strip())
+        # the forward alone: the lines above it declare to torch.fx which calls a re-trace keeps whole
+        code = neck.code
+        print(code[code.find("def forward") :].strip())
         return 0
     import torch
 

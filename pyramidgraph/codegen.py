@@ -54,8 +54,15 @@ class Emitter:
         self.modules.setdefault(target, module)
         return self.graph.create_node("call_module", target, tuple(args), {}, name=self._name())
 
+    def parameter(self, local: str, value: nn.Parameter) -> torch.fx.Node:
+        """Read a parameter the op owns, registered as ``<op module path>.<local>``, so that its
+        arithmetic is graph ops (a shared block's second user reads the first user's)."""
+        target = f"{self.op.module}.{local}"
+        self.modules.setdefault(target, value)  # type: ignore[arg-type]  # GraphModule copies parameters from its root dict as it does modules
+        return self.graph.create_node("get_attr", target, (), {}, name=f"{self._name()}_{local}")
+
     def call_function(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.fx.Node:
-        return self.graph.create_node("call_function", fn, tuple(args), kwargs, name=self._name())
+        return _wrapped_if_marked(self.graph.create_node("call_function", fn, tuple(args), kwargs, name=self._name()))
 
     def size_of(self, value: torch.fx.Node) -> torch.fx.Node:
         """``value.shape[-2:]``, computed once per value."""
@@ -63,6 +70,14 @@ class Emitter:
             shape = self.graph.create_node("call_function", getattr, (value, "shape"), {}, name=f"{value.name}_shape")
             self._sizes[value] = self.graph.create_node("call_function", operator.getitem, (shape, slice(-2, None)), {}, name=f"{value.name}_size")
         return self._sizes[value]
+
+
+def _wrapped_if_marked(node: torch.fx.Node) -> torch.fx.Node:
+    """Flag a call of a function marked :func:`~pyramidgraph.runtime.one_call_when_traced` the
+    way ``torch.fx.wrap`` flags it, so that the generated code wraps it for re-tracing."""
+    if getattr(node.target, "fx_wrapped", False):
+        node.meta["is_wrapped"] = True
+    return node
 
 
 def emit_graph(ir: IRGraph, contract: InputContract | None = None) -> tuple[torch.fx.Graph, dict[str, nn.Module]]:
@@ -77,7 +92,7 @@ def emit_graph(ir: IRGraph, contract: InputContract | None = None) -> tuple[torc
     features = graph.placeholder("features")
     if contract is None:
         contract = InputContract.from_ir(ir)
-    unpacked = graph.create_node("call_function", contract.check_inputs, (features,), {}, name="inputs")
+    unpacked = _wrapped_if_marked(graph.create_node("call_function", contract.check_inputs, (features,), {}, name="inputs"))
     env: dict[str, torch.fx.Node] = {}
     for index, (name, _shape) in enumerate(ir.inputs):
         env[name] = graph.create_node("call_function", operator.getitem, (unpacked, index), {}, name=_var(name))

@@ -32,6 +32,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from .errors import NeckInputError
+from .ops.base import one_call_when_traced
 
 try:
     from torch.compiler import is_compiling
@@ -116,8 +117,10 @@ class InputContract:
 
     # -- the check on every call ------------------------------------------------------------
 
+    @one_call_when_traced
     def check_inputs(self, features: Any) -> list[torch.Tensor]:
-        """The neck's inputs as a list (finest first), after checking them."""
+        """The neck's inputs as a list (finest first), after checking them. (One call of the
+        graph when ``torch.fx.symbolic_trace`` re-traces the neck.)"""
         xs = self.unpack(features)
         if is_compiling() or not ENABLED:
             return xs

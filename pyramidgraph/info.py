@@ -242,12 +242,15 @@ def _emit_on_meta(ir: IRGraph) -> tuple[torch.fx.Graph, dict[str, nn.Module], di
 
 
 def _owning_module(parameter: str, owner: Mapping[str, str]) -> str:
-    """The registered module path that ``parameter`` (``P4.post0.cv1.conv.weight``) lives under."""
+    """The registered path that ``parameter`` (``P4.post0.cv1.conv.weight``) lives under: a
+    module's, or its own for a parameter an op registers alone (``P4.fuse.weight``)."""
     path = parameter
-    while "." in path:
-        path = path.rsplit(".", 1)[0]
+    while True:
         if path in owner:
             return path
+        if "." not in path:
+            break
+        path = path.rsplit(".", 1)[0]
     raise AssertionError(f"parameter {parameter} belongs to no registered module")
 
 

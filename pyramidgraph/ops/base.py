@@ -30,7 +30,7 @@ import functools
 import types
 import typing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal, Mapping
 
 from ..errors import did_you_mean
 from ..shape import FeatureShape
@@ -40,11 +40,22 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..codegen import Emitter
 
-__all__ = ["Op", "ResampleOp", "FuseOp", "PostOp", "Registry", "OpError", "RESAMPLE", "FUSE", "POST", "REGISTRIES", "internal"]
+__all__ = ["Op", "ResampleOp", "FuseOp", "PostOp", "Registry", "OpError", "RESAMPLE", "FUSE", "POST", "REGISTRIES", "internal", "one_call_when_traced"]
 
 
 class OpError(ValueError):
     """An op spec that names no op or has bad parameters."""
+
+
+def one_call_when_traced(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark ``fn`` to stay one call when ``torch.fx.symbolic_trace`` re-traces a compiled neck.
+
+    Such a function decides on sizes in Python (``max`` of two shape arithmetics, ``if size ==``),
+    which a tracer's proxies cannot go through. The emitter sets fx's ``is_wrapped`` flag on
+    its calls, so the generated code declares the function with ``torch.fx.wrap`` and a re-trace
+    records one call, as the compiled graph has it."""
+    fn.fx_wrapped = True
+    return fn
 
 
 def internal(default: Any = None) -> Any:

@@ -66,9 +66,23 @@ class Weighted(FuseOp):
         return _same_channels(self.name, xs)
 
     def emit(self, e, args, shapes, out):
-        from ..runtime import WeightedSum
+        """Graph ops on the parameter ``weight`` (one per input, starting at 1 as in
+        EfficientDet). With ``fast`` and every weight at or below zero the output is zeros and
+        the weights' gradients are zero (relu's), never NaN: ``eps`` (> 0, checked by the op)
+        keeps the division finite."""
+        import torch
+        import torch.nn.functional as F
 
-        return e.call_module("", WeightedSum(len(args), self.norm, self.eps), *args)
+        weight = e.parameter("weight", torch.nn.Parameter(torch.ones(len(args))))
+        if self.norm == "fast":
+            weight = e.call_function(F.relu, weight)
+            weight = e.call_function(operator.truediv, weight, e.call_function(operator.add, e.call_function(torch.sum, weight), self.eps))
+        elif self.norm == "softmax":
+            weight = e.call_function(torch.softmax, weight, 0)
+        out = e.call_function(operator.mul, args[0], e.call_function(operator.getitem, weight, 0))
+        for index, x in enumerate(args[1:], start=1):
+            out = e.call_function(operator.add, out, e.call_function(operator.mul, x, e.call_function(operator.getitem, weight, index)))
+        return out
 
 
 @FUSE.register("concat", cat={})

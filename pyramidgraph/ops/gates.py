@@ -18,13 +18,12 @@ followed by a conv. The two ops here are those pieces:
 
 from __future__ import annotations
 
-import math
 import operator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from ..shape import ShapeError
-from .base import FUSE, RESAMPLE, FuseOp, ResampleOp
+from .base import FUSE, RESAMPLE, FuseOp, ResampleOp, one_call_when_traced
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -66,6 +65,7 @@ class GlobalPoolGate(FuseOp):
         return e.call_function(operator.add, gating, e.call_function(operator.mul, weight, other))
 
 
+@one_call_when_traced
 def merge_resize(x: torch.Tensor, size: torch.Size, mode: str = "nearest") -> torch.Tensor:
     """Resize ``x`` to ``size`` as mmcv's merge cells do (see the module docstring)."""
     import torch.nn.functional as F  # here, not at the top: checking a spec must not import torch
@@ -77,10 +77,10 @@ def merge_resize(x: torch.Tensor, size: torch.Size, mode: str = "nearest") -> to
     if current < target:
         return F.interpolate(x, size=target, mode=mode)
     height, width = current
-    pad_h = math.ceil(height / target[0]) * target[0] - height
-    pad_w = math.ceil(width / target[1]) * target[1] - width
-    if pad_h or pad_w:
-        x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2), mode="constant", value=0.0)
+    # to the next multiple of the target (0 when it is one); padding by 0 is a no-op, so there
+    # is no branch on the sizes for torch.jit.trace to freeze
+    pad_h, pad_w = (-height) % target[0], (-width) % target[1]
+    x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2), mode="constant", value=0.0)
     kernel = (x.shape[-2] // target[0], x.shape[-1] // target[1])
     return F.max_pool2d(x, kernel_size=kernel, stride=kernel)
 
