@@ -73,7 +73,7 @@ class Emitter:
 
 
 def _wrapped_if_marked(node: torch.fx.Node) -> torch.fx.Node:
-    """Flag a call of a function marked :func:`~pyramidgraph.runtime.one_call_when_traced` the
+    """Flag a call of a function marked :func:`~pyramidgraph.ops.base.one_call_when_traced` the
     way ``torch.fx.wrap`` flags it, so that the generated code wraps it for re-tracing."""
     if getattr(node.target, "fx_wrapped", False):
         node.meta["is_wrapped"] = True

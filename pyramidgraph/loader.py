@@ -151,12 +151,13 @@ def _compose(text: str) -> yaml.Node | None:
 
 def _check_budget(text: str, file: str) -> None:
     """Refuse a text that holds more than one document, a list longer than
-    :data:`MAX_LIST_ITEMS`, nests deeper than :data:`MAX_YAML_DEPTH`, or expands to more than :data:`MAX_YAML_NODES` values (each key,
-    value and list item counts, and an alias counts its anchor's values at every use).
+    :data:`MAX_LIST_ITEMS`, nesting deeper than :data:`MAX_YAML_DEPTH`, or more than
+    :data:`MAX_YAML_NODES` values (each key, value and list item counts, and an alias counts its
+    anchor's values at every use).
 
     It walks the parser's events, before any node is built, and stops at the first value over
-    a limit, so a bomb costs what parsing up to that value costs: a 100,000-item list is refused
-    after about 0.1 s, where composing and converting it took 1 s. An alias of a value that is
+    a limit, so a bomb costs what parsing up to that value costs: 100,000 values are refused
+    after about 0.3 s, where composing and converting them took 1.1 s. An alias of a value that is
     still open (``&a [*a]``) counts 1 here and is refused by the converter."""
     paths: list[tuple] = []  # the open collections' paths, innermost last
     frames: list[list] = []  # per open collection: [is_mapping, next index | awaiting a key, last key, anchor, count at start, deepest]
