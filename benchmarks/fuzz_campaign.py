@@ -32,8 +32,9 @@ What counts as a failure (the library's contract):
 * a case whose API work (validate + compile) or one CLI command takes more than ``--timeout``
   seconds (``slow``), or any phase more than ``--hang`` seconds (``hang``: aborted by a timer).
   A neck the validator estimates at over ``--large-params`` parameters (50M; fpg, the largest
-  bundled spec, has 41.6M) is exempt from ``--timeout`` and counted as large: its time is torch
-  building and initialising weights, which the weight limit allows.
+  bundled spec, has 41.6M) is exempt from ``--timeout`` and ``--hang`` and counted as large (a
+  run past ``--hang`` is still stopped): its time is torch building and initialising weights,
+  about 40M parameters a second here, which the weight limit allows.
 
 The forward pass is the model's own arithmetic (an unmutated fpg takes 6 s on one core at its
 example image), so it is timed on its own and not part of the case time, and it runs at a smaller
@@ -960,7 +961,7 @@ class CaseResult:
     mutations: list[str]
     form: str
     size: int
-    outcome: str = ""  # valid, spec_error, compile_spec_error (validate passed, compile refused), hang, other_exception
+    outcome: str = ""  # valid, spec_error, compile_spec_error (validate passed, compile refused), hang, large_timeout (a large neck stopped at --hang while building), other_exception
     api_s: float = 0.0  # validate + compile
     validate_s: float = 0.0
     compile_s: float = 0.0
@@ -1152,6 +1153,9 @@ def run_api(source: Any, ctx: Context, include_dirs: list[str], result: CaseResu
             result.outcome = "valid"
             result.params = sum(p.numel() for p in neck.parameters())
     except CaseTimeout:
+        if result.weights > cfg.large_params:  # validated, and building its weights ran out of time: torch's work (see _slow_mark)
+            result.outcome = "large_timeout"
+            return
         result.outcome = "hang"
         result.failures.append(Failure("hang", "api", f"hang: api over {cfg.hang:g} s", f"validate/compile did not finish in {cfg.hang:g} s"))
         return
@@ -1243,9 +1247,13 @@ def run_cli_subprocess(argv: list[str], hang: float, turn: int) -> dict[str, Any
     return {"argv": argv, "exe": exe, "rc": rc, "out": out, "err": err, "error": error, "s": time.perf_counter() - start, "subprocess": True}
 
 
-def _cli_failures(run: dict[str, Any], case_file: Path, cfg: Config, secrets: Secrets, source: bytes) -> list[Failure]:
+def _cli_failures(run: dict[str, Any], case_file: Path, cfg: Config, secrets: Secrets, source: bytes, large: bool = False) -> list[Failure]:
+    """What is wrong with one CLI run; ``large``: the neck is over ``cfg.large_params``, so running
+    out of time building it is not a hang (see :func:`_slow_mark`)."""
     where = ("subprocess " if run["subprocess"] else "") + " ".join(run["argv"][:1])
     error = run["error"]
+    if error == "hang" and large:
+        return []
     if error == "hang":
         return [Failure("hang", f"cli {where}", f"hang: cli {run['argv'][0]} over {cfg.hang:g} s", " ".join(run["argv"]))]
     if isinstance(error, BaseException):
@@ -1486,13 +1494,13 @@ class Campaign:
             argv = [command[0], str(path), *command[1:]]
             mine = run_cli_inprocess(argv, self.cfg.hang)
             result.cli.append(mine)
-            result.failures += _cli_failures(mine, path, self.cfg, self.secrets, raw)
+            result.failures += _cli_failures(mine, path, self.cfg, self.secrets, raw, result.weights > self.cfg.large_params)
             if form == "path" and not ctx.params and ctx.in_channels is None and ctx.image is None and mine["error"] is None:
                 self._agree(command[0], mine, result)
             if also_subprocess:
                 theirs = run_cli_subprocess(argv, self.cfg.hang, turn)
                 result.cli.append(theirs)
-                result.failures += _cli_failures(theirs, path, self.cfg, self.secrets, raw)
+                result.failures += _cli_failures(theirs, path, self.cfg, self.secrets, raw, result.weights > self.cfg.large_params)
                 if mine["error"] is None and theirs["error"] is None and (mine["rc"], _issue_lines(mine["err"])) != (theirs["rc"], _issue_lines(theirs["err"])):
                     detail = f"in-process rc {mine['rc']}:\n{mine['err'][-2000:]}\nsubprocess {theirs['exe']} rc {theirs['rc']}:\n{theirs['err'][-2000:]}"
                     result.failures.append(Failure("cli_mismatch", f"cli subprocess {command[0]}", f"cli_mismatch: {command[0]} subprocess differs from in-process", "exit status or issue lines differ", detail))
@@ -1693,7 +1701,12 @@ def summarize(campaign: Campaign, total_s: float, warm_s: float) -> dict[str, An
         "cli_tracebacks": sum(1 for r in results for f in r.failures if f.kind == "cli_traceback"),
         "hangs": sum(1 for r in results for f in r.failures if f.kind == "hang"),
         "slow_cases": sum(1 for r in results if r.slow),
-        "large_necks": {"cases": sum(1 for r in results if r.weights > cfg.large_params), "max_case_s": max((r.case_s for r in results if r.weights > cfg.large_params), default=0.0)},
+        "large_necks": {
+            "cases": sum(1 for r in results if r.weights > cfg.large_params),
+            "timed_out": sum(1 for r in results if r.weights > cfg.large_params and (r.outcome == "large_timeout" or any(c["error"] == "hang" for c in r.cli))),
+            "max_case_s": max((r.case_s for r in results if r.weights > cfg.large_params), default=0.0),
+            "max_estimated_parameters": max((r.weights for r in results if r.weights > cfg.large_params), default=0),
+        },
         "over_hang_limit": sum(1 for r in results if r.case_s > cfg.hang),
         "forward": {
             "run": sum(1 for r in results if r.forward == "run"),
@@ -1744,7 +1757,10 @@ def print_summary(report: dict[str, Any], out: Any = sys.stdout) -> None:
         f"slow (> {cfg['timeout']} s): {report['slow_cases']}   failing cases: {report['failing_cases']}"
     )
     large = report["large_necks"]
-    say(f"  large necks (over {cfg['large_params'] / 1e6:g}M estimated parameters, exempt from the time limit): {large['cases']}, slowest {large['max_case_s']:.2f} s")
+    say(
+        f"  large necks (over {cfg['large_params'] / 1e6:g}M estimated parameters, exempt from the time limits): {large['cases']}, "
+        f"{large['timed_out']} stopped at --hang, slowest {large['max_case_s']:.2f} s, largest {large['max_estimated_parameters'] / 1e6:.0f}M"
+    )
     say(f"  failures by kind: {report['failures_by_kind']}")
     fwd = report["forward"]
     say(f"  forward: {fwd['run']} at the example image, {fwd['reduced']} reduced, {fwd['retried_at_example']} retried at the example, {fwd['skipped_huge']} skipped (huge)")
