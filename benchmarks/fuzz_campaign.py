@@ -82,6 +82,7 @@ import yaml
 
 import pyramidgraph
 from pyramidgraph import NeckInputError, SpecError
+from pyramidgraph.lower import estimated_parameters
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -1135,7 +1136,7 @@ def run_api(source: Any, ctx: Context, include_dirs: list[str], result: CaseResu
                     analysis = pyramidgraph.analyze(source, ctx.in_channels, **kwargs)
                 else:
                     analysis = pyramidgraph.validate(source, ctx.in_channels, image=ctx.image, include_dirs=include_dirs)
-                result.weights = _weight_estimate(analysis)
+                result.weights = estimated_parameters(analysis.ir.ops)
             except SpecError as exc:
                 result.outcome = "spec_error"
                 _check_spec_error(exc, result, "validate", secrets, raw)
@@ -1288,14 +1289,6 @@ def _traceback_tail(err: str) -> str:
     frames = [line.strip() for line in lines if line.strip().startswith("File ") and "pyramidgraph" in line]
     last = lines[-1] if lines else ""
     return f"{last.split(':')[0]} at {frames[-1] if frames else '?'}"[:200]
-
-
-def _weight_estimate(analysis: Any) -> int:
-    """The validator's estimate of the neck's parameters, each module counted once."""
-    per_module: dict[str, int] = {}
-    for op in analysis.ir.ops:
-        per_module.setdefault(op.module, op.op.weight_estimate(op.shapes, op.shape))
-    return sum(per_module.values())
 
 
 def _slow_mark(result: CaseResult, cfg: Config) -> None:

@@ -95,8 +95,10 @@ def spec_summary(path: Path) -> str:
     """The spec's one-line ``doc`` (read without compiling)."""
     import yaml
 
+    from .loader import fast_loader
+
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml where PyYAML has it
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=fast_loader())
     except (OSError, yaml.YAMLError, UnicodeDecodeError):
         return ""
     doc = data.get("doc", "") if isinstance(data, dict) else ""

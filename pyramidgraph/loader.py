@@ -139,14 +139,14 @@ say what it found ("expected ',' or ']', but got '<stream end>'"); a larger one 
 message, since the Python parser takes about 4 s a megabyte."""
 
 
-def _fast_loader() -> type:
+def fast_loader() -> type:
     """libyaml's loader where PyYAML was built with it: it parses about ten times faster."""
     return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _compose(text: str) -> yaml.Node | None:
     """The one YAML document of ``text`` as a node tree with marks (``None`` when empty)."""
-    return yaml.compose(text, Loader=_fast_loader())
+    return yaml.compose(text, Loader=fast_loader())
 
 
 def _check_budget(text: str, file: str) -> None:
@@ -163,7 +163,7 @@ def _check_budget(text: str, file: str) -> None:
     frames: list[list] = []  # per open collection: [is_mapping, next index | awaiting a key, last key, anchor, count at start, deepest]
     anchors: dict[str, tuple[int, int]] = {}  # anchor: (values it holds, nesting below it)
     count = documents = 0
-    for event in yaml.parse(text, Loader=_fast_loader()):
+    for event in yaml.parse(text, Loader=fast_loader()):
         if isinstance(event, yaml.DocumentStartEvent):
             documents += 1
             if documents > 1:
@@ -214,7 +214,7 @@ def _check_budget(text: str, file: str) -> None:
 def _malformed(text: str, file: str, exc: yaml.YAMLError) -> SpecError:
     """The :class:`SpecError` for text YAML cannot parse, located at the problem, with a hint
     for the usual causes (indentation, tabs, an unquoted ``${...}`` in flow syntax)."""
-    if _fast_loader() is not yaml.SafeLoader and len(text) <= PRECISE_ERROR_BYTES:
+    if fast_loader() is not yaml.SafeLoader and len(text) <= PRECISE_ERROR_BYTES:
         try:
             yaml.compose(text, Loader=yaml.SafeLoader)
         except yaml.YAMLError as precise:

@@ -16,7 +16,7 @@ shapes the compiled module has. For every node, in dataflow order:
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from .errors import Issue
 from .expand import EdgeDecl, FlatSpec, NodeDecl
@@ -26,7 +26,7 @@ from .loader import Document
 from .ops import ResampleOp
 from .shape import FeatureShape, ShapeError
 
-__all__ = ["lower", "MAX_WEIGHT_BYTES"]
+__all__ = ["lower", "estimated_parameters", "weight_estimates", "MAX_WEIGHT_BYTES"]
 
 MAX_WEIGHT_BYTES = 8_000_000_000
 """Most memory (8 GB) the neck's float32 weights may take by :meth:`Op.weight_estimate`: a
@@ -228,12 +228,25 @@ def lower(doc: Document, flat: FlatSpec, input_sizes: Sequence[tuple[int, int] |
     return ir, []
 
 
-def _weights_too_large(doc: Document, flat: FlatSpec, ops: list[IROp]) -> Issue | None:
-    """An issue at the node of the largest op when the estimated weights pass
-    :data:`MAX_WEIGHT_BYTES` (an op of a shared block counts once)."""
+def weight_estimates(ops: Iterable[IROp]) -> dict[str, tuple[int, IROp]]:
+    """Module path -> (:meth:`Op.weight_estimate`, the op), for the first op at each path: the
+    ops of a shared block's repetitions hold one set of weights."""
     estimates: dict[str, tuple[int, IROp]] = {}
     for op in ops:
-        estimates.setdefault(op.module, (op.op.weight_estimate(op.shapes, op.shape), op))
+        if op.module not in estimates:
+            estimates[op.module] = (op.op.weight_estimate(op.shapes, op.shape), op)
+    return estimates
+
+
+def estimated_parameters(ops: Iterable[IROp]) -> int:
+    """About how many parameters (and buffers) the neck of ``ops`` holds, without building it."""
+    return sum(count for count, _ in weight_estimates(ops).values())
+
+
+def _weights_too_large(doc: Document, flat: FlatSpec, ops: list[IROp]) -> Issue | None:
+    """An issue at the node of the largest op when the estimated weights pass
+    :data:`MAX_WEIGHT_BYTES`."""
+    estimates = weight_estimates(ops)
     total = sum(count for count, _ in estimates.values())
     if total * 4 <= MAX_WEIGHT_BYTES:
         return None
