@@ -1,14 +1,31 @@
-"""Stage 5: build a ``torch.fx.Graph`` directly from the IR (nothing is traced).
+"""Stage ``primitives``: the IR's ops, expanded into a ``torch.fx.Graph`` of primitive calls.
 
-Each IR op's ``emit`` adds its calls through an :class:`Emitter`, which registers the op's
-modules under the op's module path (reusing them for shared blocks) and names graph values
-after spec nodes, so the generated ``code`` reads like a hand-written neck::
+Every op's ``emit`` adds primitive calls (conv, norm, activation, interpolate, pool, add,
+mul, cat, chunk, matmul, softmax, ...) through an :class:`Emitter` and *declares* the modules
+and parameters those calls need (:mod:`pyramidgraph.weights`); nothing is built here, so the
+graph exists, with every node's provenance, before any weight does. A composite op (C2f, a
+separable conv, a non-local block, a weighted sum) is only its expansion: its calls live
+under the op's module path, so the ``state_dict`` keys are the ones the op always had.
+
+Each node carries, in ``node.meta`` (torch.fx's place for per-node facts):
+
+* ``ir_op``: the IR value the node belongs to (``P4_td.pre``), ``spec_node``: the spec node
+  (``P4_td``), ``role``: ``input``, ``edge``, ``fuse`` or ``post``, ``op``: the op's label,
+  ``module_path``: where its weights live, ``source``: ``file:line:col`` of the spec node;
+  a read of a map's size has ``size_of``: the IR value whose size it reads (it is named
+  after that value: ``p4_size``);
+* ``shape``: the :class:`FeatureShape` of the value, on the node that holds an IR value
+  (an input or an op's result); :func:`pyramidgraph.shapes.propagate_shapes` adds torch's
+  ``tensor_meta`` to every node.
+
+Nodes are named after the value they hold: an op's result after its IR value (``p4_td``), the
+calls inside it after the value and the call (``p4_td_post0_cv1_conv``, ``p4_td_pre_add``)::
 
     def forward(self, features):
         inputs = pyramidgraph_contract_check_inputs(features)
         c3 = inputs[0]
         ...
-        p4_td_from_p5 = torch.nn.functional.interpolate(p5_td, size = getattr(c4, 'shape')[-2:], mode = 'nearest')
+        p4_td_from_p5 = torch.nn.functional.interpolate(p5_td, size = c4_size, mode = 'nearest')
 """
 
 from __future__ import annotations
@@ -16,15 +33,16 @@ from __future__ import annotations
 import operator
 import re
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch.fx
-from torch import nn
 
 from .contract import InputContract
 from .ir import IRGraph, IROp
+from .weights import Declaration, ModuleDecl, ParameterDecl
 
-__all__ = ["Emitter", "emit_graph"]
+__all__ = ["Emitter", "PrimitiveGraph", "build_primitive_graph", "emit_graph"]
 
 
 def _var(name: str) -> str:
@@ -33,42 +51,90 @@ def _var(name: str) -> str:
     return ident if ident and not ident[0].isdigit() else f"v_{ident}"
 
 
-class Emitter:
-    """What an op's ``emit`` uses to add modules and calls to the graph."""
+def _call_name(fn: Any) -> str:
+    """What a function call computes, for node names: ``interpolate``, ``add``, ``cat``."""
+    name = getattr(fn, "__name__", None) or type(fn).__name__
+    return name.strip("_") or "call"
 
-    def __init__(self, graph: torch.fx.Graph, modules: dict[str, nn.Module]):
+
+@dataclass
+class PrimitiveGraph:
+    """The neck as primitive calls: the fx graph, and the declared weights it reads by path."""
+
+    graph: torch.fx.Graph
+    declarations: dict[str, Declaration]
+    ir: IRGraph
+
+    def owners(self) -> dict[str, str]:
+        """Module path -> the IR op that declared it (the op of a shared block's first use)."""
+        owner: dict[str, str] = {}
+        for node in self.graph.nodes:
+            if node.op in ("call_module", "get_attr"):
+                owner.setdefault(node.target, node.meta["ir_op"])
+        return owner
+
+
+class Emitter:
+    """What an op's ``emit`` uses to add calls to the graph and declare the weights they read."""
+
+    def __init__(self, graph: torch.fx.Graph, declarations: dict[str, Declaration]):
         self.graph = graph
-        self.modules = modules
+        self.declarations = declarations
         self.op: IROp | None = None
+        self._meta: dict[str, Any] = {}
+        self._scope = ""  # the last module called within the op, minus its own name: calls after it are named in it
         self._sizes: dict[torch.fx.Node, torch.fx.Node] = {}
 
-    def _name(self) -> str:
-        return _var(self.op.name) if self.op else "v"
+    def begin(self, op: IROp, meta: dict[str, Any]) -> None:
+        """Start emitting ``op``; every node added until the next ``begin`` carries ``meta``."""
+        self.op = op
+        self._meta = meta
+        self._scope = ""
 
-    def call_module(self, local: str, module: nn.Module, *args: torch.fx.Node) -> torch.fx.Node:
-        """Call ``module``, registered as ``<op module path>.<local>`` (or the path itself for "").
+    def _node(self, kind: str, target: Any, args: tuple, kwargs: dict, what: str) -> torch.fx.Node:
+        base = _var(self.op.name) if self.op else "v"
+        node = self.graph.create_node(kind, target, args, kwargs, name=f"{base}_{what}" if what else base)
+        node.meta.update(self._meta)
+        return node
 
-        In a shared block the second user of a path gets the first user's module.
-        """
+    def call_module(self, local: str, decl: ModuleDecl, *args: torch.fx.Node) -> torch.fx.Node:
+        """Call the module ``decl`` declares, at ``<op module path>.<local>`` (the path itself for "").
+
+        In a shared block the later users of a path call the first user's declaration."""
         target = f"{self.op.module}.{local}" if local else self.op.module
-        self.modules.setdefault(target, module)
-        return self.graph.create_node("call_module", target, tuple(args), {}, name=self._name())
+        self.declarations.setdefault(target, decl)
+        self._scope = _var(local.rpartition(".")[0])
+        return self._node("call_module", target, tuple(args), {}, _var(local) if local else _var(decl.cls.__name__))
 
-    def parameter(self, local: str, value: nn.Parameter) -> torch.fx.Node:
-        """Read a parameter the op owns, registered as ``<op module path>.<local>``, so that its
-        arithmetic is graph ops (a shared block's second user reads the first user's)."""
+    def parameter(self, local: str, decl: ParameterDecl) -> torch.fx.Node:
+        """Read a parameter the op owns, declared at ``<op module path>.<local>``, so that its
+        arithmetic is graph ops (a shared block's later users read the first user's)."""
         target = f"{self.op.module}.{local}"
-        self.modules.setdefault(target, value)  # type: ignore[arg-type]  # GraphModule copies parameters from its root dict as it does modules
-        return self.graph.create_node("get_attr", target, (), {}, name=f"{self._name()}_{local}")
+        self.declarations.setdefault(target, decl)
+        return self._node("get_attr", target, (), {}, _var(local))
+
+    def keep(self, local: str, decl: ModuleDecl) -> None:
+        """Declare a module at ``<op module path>.<local>`` that no call reads (a reference builds
+        it and never uses it; its weights are in the checkpoint): a ``get_attr`` node keeps it
+        in the GraphModule, and nothing reads the node."""
+        target = f"{self.op.module}.{local}"
+        self.declarations.setdefault(target, decl)
+        self._node("get_attr", target, (), {}, _var(local))
 
     def call_function(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.fx.Node:
-        return _wrapped_if_marked(self.graph.create_node("call_function", fn, tuple(args), kwargs, name=self._name()))
+        what = _call_name(fn)
+        return _wrapped_if_marked(self._node("call_function", fn, tuple(args), kwargs, f"{self._scope}_{what}" if self._scope else what))
 
     def size_of(self, value: torch.fx.Node) -> torch.fx.Node:
-        """``value.shape[-2:]``, computed once per value."""
+        """``value.shape[-2:]``, computed once per value (named ``<value>_shape``, ``<value>_size``
+        when the names are final)."""
         if value not in self._sizes:
             shape = self.graph.create_node("call_function", getattr, (value, "shape"), {}, name=f"{value.name}_shape")
-            self._sizes[value] = self.graph.create_node("call_function", operator.getitem, (shape, slice(-2, None)), {}, name=f"{value.name}_size")
+            size = self.graph.create_node("call_function", operator.getitem, (shape, slice(-2, None)), {}, name=f"{value.name}_size")
+            for node, part in ((shape, "shape"), (size, "size")):
+                node.meta.update(self._meta)
+                node.meta["size_of"] = (value, part)
+            self._sizes[value] = size
         return self._sizes[value]
 
 
@@ -80,35 +146,90 @@ def _wrapped_if_marked(node: torch.fx.Node) -> torch.fx.Node:
     return node
 
 
-def emit_graph(ir: IRGraph, contract: InputContract | None = None) -> tuple[torch.fx.Graph, dict[str, nn.Module]]:
-    """The fx graph and the modules (by qualified name) that implement ``ir``.
+def _op_meta(op: IROp) -> dict[str, Any]:
+    return {
+        "ir_op": op.name,
+        "spec_node": op.meta.get("node"),
+        "role": op.meta.get("role"),
+        "op": op.op.label(),
+        "module_path": op.module,
+        "source": op.meta.get("source"),
+    }
+
+
+def build_primitive_graph(ir: IRGraph, contract: InputContract | None = None) -> PrimitiveGraph:
+    """Expand every op of ``ir`` into primitive calls; declare, do not build, their weights.
 
     The forward starts by checking its inputs against ``contract``
     (:meth:`InputContract.check_inputs`); without one, against the IR's own (count, widths
     and batch; sizes are not re-inferred, as there is no spec to infer them from)."""
-    graph = torch.fx.Graph()
-    modules: dict[str, nn.Module] = {}
-    emitter = Emitter(graph, modules)
-    features = graph.placeholder("features")
+    draft = torch.fx.Graph()
+    declarations: dict[str, Declaration] = {}
+    emitter = Emitter(draft, declarations)
+    holds: dict[torch.fx.Node, str] = {}  # node -> the IR value it holds (names it in the final graph)
+    features = draft.placeholder("features")
     if contract is None:
         contract = InputContract.from_ir(ir)
-    unpacked = _wrapped_if_marked(graph.create_node("call_function", contract.check_inputs, (features,), {}, name="inputs"))
+    unpacked = _wrapped_if_marked(draft.create_node("call_function", contract.check_inputs, (features,), {}, name="inputs"))
+    unpacked.meta["role"] = "input"
     env: dict[str, torch.fx.Node] = {}
-    for index, (name, _shape) in enumerate(ir.inputs):
-        env[name] = graph.create_node("call_function", operator.getitem, (unpacked, index), {}, name=_var(name))
+    for index, (name, shape) in enumerate(ir.inputs):
+        node = draft.create_node("call_function", operator.getitem, (unpacked, index), {}, name=_var(name))
+        node.meta.update({"ir_op": name, "spec_node": name, "role": "input", "shape": shape})
+        holds[node] = name
+        env[name] = node
     for op in ir.ops:
-        emitter.op = op
+        emitter.begin(op, _op_meta(op))
         result = op.op.emit(emitter, [env[a] for a in op.args], op.shapes, op.shape)
-        if result.name != _var(op.name) and result.op != "placeholder" and result not in env.values():
-            result._rename(_var(op.name))
+        if result.meta.get("ir_op") == op.name and result not in holds:  # a node of this op (not an input passed through)
+            holds[result] = op.name
+            result.meta["shape"] = op.shape
         env[op.name] = result
     values = [env[value] for _, value in ir.outputs]
     if ir.return_type == "dict":
-        out: Any = graph.create_node("call_function", OrderedDict, ([(name, v) for (name, _), v in zip(ir.outputs, values)],), {}, name="outputs")
+        out: Any = draft.create_node("call_function", OrderedDict, ([(name, v) for (name, _), v in zip(ir.outputs, values)],), {}, name="outputs")
     elif ir.return_type == "list":
         out = list(values)
     else:
         out = tuple(values)
-    graph.output(out)
+    draft.output(out)
+    graph = _with_value_names(draft, holds)
     graph.lint()
-    return graph, modules
+    return PrimitiveGraph(graph, declarations, ir)
+
+
+def _with_value_names(draft: torch.fx.Graph, holds: dict[torch.fx.Node, str]) -> torch.fx.Graph:
+    """A copy of ``draft`` whose node names say what each holds.
+
+    An op's result is known only once its ``emit`` returns, after its nodes were named; fx
+    names a node when it is created (renaming is private API), so the names are settled by
+    copying: a value's node takes the value's name, and the ``shape``/``size`` reads of a
+    value take the value's final name as their stem."""
+    graph = torch.fx.Graph()
+    copies: dict[torch.fx.Node, torch.fx.Node] = {}
+    for node in draft.nodes:
+        if node in holds:
+            name = _var(holds[node])
+        elif "size_of" in node.meta:
+            of, part = node.meta["size_of"]
+            name = f"{copies[of].name}_{part}"
+        else:
+            name = node.name
+        if node.op == "output":
+            copy = graph.output(torch.fx.map_arg(node.args[0], copies.__getitem__))
+        else:
+            copy = graph.create_node(node.op, node.target, torch.fx.map_arg(node.args, copies.__getitem__), torch.fx.map_arg(node.kwargs, copies.__getitem__), name=name)
+        copy.meta = {k: v for k, v in node.meta.items() if k != "size_of"}
+        if "size_of" in node.meta:  # which value's size the node reads (it is named after that value)
+            copy.meta["size_of"] = copies[node.meta["size_of"][0]].meta.get("ir_op")
+        copies[node] = copy
+    return graph
+
+
+def emit_graph(ir: IRGraph, contract: InputContract | None = None) -> tuple[torch.fx.Graph, dict[str, Any]]:
+    """The fx graph and its built modules and parameters (by qualified name) for ``ir``: the
+    ``primitives`` and ``materialise`` stages in one call."""
+    from .weights import materialise
+
+    primitive = build_primitive_graph(ir, contract)
+    return primitive.graph, materialise(primitive.declarations)

@@ -43,12 +43,12 @@ import torch
 import torch.fx
 from torch import nn
 
-from .codegen import Emitter
+from .codegen import build_primitive_graph
 from .compiler import SpecSource, analyze, load
 from .ir import IRGraph
 from .loader import Document
-from .passes import DEFAULT_PASSES, PASSES, run_passes
 from .shape import FeatureShape
+from .weights import materialise
 
 __all__ = ["NodeCost", "NeckCost", "OpCost", "neck_info", "op_costs", "DEFAULT_IMAGE"]
 
@@ -168,7 +168,7 @@ def neck_info(
     if image is None and not (isinstance(example, dict) and example.get("image")):
         image = DEFAULT_IMAGE  # decided before analysing, so the spec is analysed once
     analysis = analyze(doc, in_channels, image=image, params=params, include_dirs=include_dirs)
-    ir = run_passes(analysis.ir, [PASSES[p] for p in DEFAULT_PASSES])
+    ir = analysis.compilation.run("passes").optimised
     costs = op_costs(ir)
     per_node: dict[str, list[OpCost]] = {}
     for op in ir.ops:
@@ -211,7 +211,7 @@ def op_costs(ir: IRGraph) -> dict[str, OpCost]:
         assert shape.size is not None, "op_costs needs an IR analysed with an image size"
         inputs.append(torch.empty(1, shape.channels, *shape.size, device="meta"))
     counter = _MacCounter(module)
-    counter.run(*inputs)
+    counter.run(inputs)
     macs: dict[str, int] = {}
     for node, count in counter.macs.items():
         op_name = node.meta["ir_op"]
@@ -220,25 +220,10 @@ def op_costs(ir: IRGraph) -> dict[str, OpCost]:
 
 
 def _emit_on_meta(ir: IRGraph) -> tuple[torch.fx.Graph, dict[str, nn.Module], dict[str, str]]:
-    """Emit ``ir`` as codegen does, with modules on the meta device; tag every graph node with
-    the IR op that added it (``node.meta["ir_op"]``) and map each module path to its op."""
-    graph = torch.fx.Graph()
-    modules: dict[str, nn.Module] = {}
-    emitter = Emitter(graph, modules)
-    env: dict[str, torch.fx.Node] = {name: graph.placeholder(name.replace(".", "_")) for name, _ in ir.inputs}
-    owner: dict[str, str] = {}
-    with torch.device("meta"):
-        for op in ir.ops:
-            emitter.op = op
-            before = set(graph.nodes)
-            known = set(modules)
-            env[op.name] = op.op.emit(emitter, [env[a] for a in op.args], op.shapes, op.shape)
-            for node in graph.nodes:
-                if node not in before:
-                    node.meta["ir_op"] = op.name
-            owner.update((path, op.name) for path in modules if path not in known)
-    graph.output(tuple(env[value] for _, value in ir.outputs))
-    return graph, modules, owner
+    """The primitive graph of ``ir`` (every node tagged with its IR op in ``node.meta["ir_op"]``)
+    with its weights built on the meta device, and the IR op owning each module path."""
+    primitive = build_primitive_graph(ir)
+    return primitive.graph, materialise(primitive.declarations, device="meta"), primitive.owners()
 
 
 def _owning_module(parameter: str, owner: Mapping[str, str]) -> str:

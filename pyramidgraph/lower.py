@@ -65,6 +65,7 @@ class _Lowering:
         self.node_values: dict[str, str] = {}
         self.size_refs: dict[int, str] = {}
         self.shared: dict[str, tuple[tuple, str]] = {}
+        self.sources: dict[str, str] = {}
         self.module_owners: dict[str, str] = {}  # module path -> the node (or shared block) owning it
 
     def input_shapes(self, sizes: Sequence[tuple[int, int] | None] | None = None) -> list[tuple[str, FeatureShape]]:
@@ -84,6 +85,13 @@ class _Lowering:
             self.node_values[decl.name] = decl.name
             self.size_refs.setdefault(decl.level, decl.name)
         return inputs
+
+    def source_of(self, node: NodeDecl) -> str:
+        """``file:line:col`` of the spec node (in the file that declares it), for ``node.meta``."""
+        if node.id not in self.sources:
+            issue = node.where.issue(self.doc, "", key=True)
+            self.sources[node.id] = f"{issue.file}:{issue.line}:{issue.col}" if issue.line else issue.file
+        return self.sources[node.id]
 
     def add(self, name: str, module: str, op, args: list[str], shape: FeatureShape, node: NodeDecl, role: str) -> str:
         shapes = [self.values[a] for a in args]
@@ -105,7 +113,7 @@ class _Lowering:
                     f"shared block: '{module}' is used by '{first[1]}' with {_widths(first[0][1])} -> {first[0][2]} channels "
                     f"and by '{node.id}' with {_widths(signature[1])} -> {signature[2]}; set share: false or make the widths equal"
                 )
-        self.ops.append(IROp(name, module, op, args, shapes, shape, {"node": node.id, "role": role, "where": node.where}))
+        self.ops.append(IROp(name, module, op, args, shapes, shape, {"node": node.id, "role": role, "where": node.where, "source": self.source_of(node)}))
         self.values[name] = shape
         return name
 

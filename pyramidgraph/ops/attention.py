@@ -13,16 +13,16 @@
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from ..shape import ShapeError
+from ..weights import ModuleDecl
 from .base import POST, RESAMPLE, PostOp, ResampleOp
 from .common import build_conv, build_norm, check_norm
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
-    from torch import nn
 
 __all__ = ["AdaptivePool", "NonLocal"]
 
@@ -50,6 +50,22 @@ class AdaptivePool(ResampleOp):
 
         pool = F.adaptive_max_pool2d if self.mode == "max" else F.adaptive_avg_pool2d
         return e.call_function(pool, args[0], e.size_of(args[1]))
+
+
+def _zero_weight_and_bias(module: Any) -> None:
+    """mmcv's ``zeros_init`` of the non-local block's last conv (or its norm)."""
+    from torch import nn
+
+    nn.init.zeros_(module.weight)
+    if module.bias is not None:
+        nn.init.zeros_(module.bias)
+
+
+def _then(first: Callable[[Any], Any] | None, second: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """One init that runs ``first`` (when there is one), then ``second``."""
+    if first is None:
+        return second
+    return lambda module: (first(module), second(module))
 
 
 def _divide_by_positions(weights: torch.Tensor) -> torch.Tensor:
@@ -98,14 +114,14 @@ class NonLocal(PostOp):
 
     def emit(self, e, args, shapes, out):
         import torch
-        from torch import nn
 
         x = args[0]
         channels = shapes[0].channels
         inner = self.inner(channels)
 
-        def conv1x1(cin: int, cout: int, bias: bool = True) -> nn.Conv2d:
-            return build_conv(cin, cout, 1, 1, 0, bias, "normal")
+        def conv1x1(cin: int, cout: int, bias: bool = True, init: Callable[[Any], Any] | None = None) -> ModuleDecl:
+            conv = build_conv(cin, cout, 1, 1, 0, bias, "normal")
+            return conv if init is None else replace(conv, init=_then(conv.init, init))
 
         g = e.call_module("g", conv1x1(channels, inner), x)
         if self.mode == "gaussian":
@@ -125,15 +141,8 @@ class NonLocal(PostOp):
             weights = e.call_function(torch.softmax, weights, -1)
         y = e.call_function(torch.transpose, e.call_function(torch.matmul, weights, g_x), 1, 2)
         y = e.call_function(torch.reshape, y, e.call_function(getattr, g, "shape"))
-        conv_out = conv1x1(inner, channels, bias=self.norm is None)
-        norm = build_norm(self.norm, channels, self.norm_groups) if self.norm else None
-        if norm is not None:
-            norm.eps = self.norm_eps
-        if self.zeros_init:
-            nn.init.zeros_(norm.weight if norm is not None else conv_out.weight)
-            if norm is not None:
-                nn.init.zeros_(norm.bias)
-        y = e.call_module("conv_out", conv_out, y)
-        if norm is not None:
-            y = e.call_module("norm", norm, y)
+        zeros = _zero_weight_and_bias if self.zeros_init else None  # the block starts as the identity
+        y = e.call_module("conv_out", conv1x1(inner, channels, bias=self.norm is None, init=zeros if self.norm is None else None), y)
+        if self.norm:
+            y = e.call_module("norm", build_norm(self.norm, channels, self.norm_groups, eps=self.norm_eps, init=zeros), y)
         return e.call_function(operator.add, x, y)

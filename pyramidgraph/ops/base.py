@@ -16,8 +16,8 @@ language, the schema, the docs and the CLI's ``list-ops`` to know it:
         def infer(self, x, channels):
             return x
 
-        def emit(self, e, args, shapes, out):
-            return e.call_module("", nn.BatchNorm2d(out.channels, eps=self.eps), args[0])
+        def emit(self, e, args, shapes, out):  # declares the module; the materialise stage builds it
+            return e.call_module("", declare(nn.BatchNorm2d, out.channels, eps=self.eps), args[0])
 
 There are three kinds: ``resample`` ops sit on an edge and bring a source to its target's level
 and width, ``fuse`` ops merge a node's resampled inputs, ``post`` ops run in order after fusion.

@@ -1,10 +1,12 @@
-"""Helpers shared by ops that own convolutions: build one, emit it, compute its output size."""
+"""Helpers shared by ops that own convolutions and norms: declare one, emit its call, compute its output size."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Literal, Union
+import functools
+from typing import TYPE_CHECKING, Any, Callable, Literal, Union
 
 from ..shape import ShapeError, conv_out, same_out
+from ..weights import ModuleDecl, declare
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch.fx
@@ -53,22 +55,29 @@ def window_out(size: tuple[int, int] | None, kernel: int, stride: int, padding: 
     return out
 
 
-def build_conv(cin: int, cout: int, kernel: int, stride: int, padding: Padding, bias: bool, init: str, groups: int = 1, dilation: int = 1) -> nn.Conv2d:
+def build_conv(cin: int, cout: int, kernel: int, stride: int, padding: Padding, bias: bool, init: str, groups: int = 1, dilation: int = 1) -> ModuleDecl:
+    """Declare an ``nn.Conv2d`` (``padding: same`` pads in a separate call, see :func:`emit_conv`),
+    initialised by the ``init`` scheme (:func:`pyramidgraph.runtime.init_conv`)."""
     from torch import nn
 
+    pad = resolve_padding(kernel, padding, dilation)
+    scheme = None if init == "default" else functools.partial(_init_conv, scheme=init)
+    return declare(nn.Conv2d, cin, cout, kernel, stride=stride, padding=0 if pad == "same" else pad, dilation=dilation, groups=groups, bias=bias, init=scheme)
+
+
+def _init_conv(conv: nn.Conv2d, scheme: str) -> None:
     from ..runtime import init_conv
 
-    pad = resolve_padding(kernel, padding, dilation)
-    conv = nn.Conv2d(cin, cout, kernel, stride=stride, padding=0 if pad == "same" else pad, dilation=dilation, groups=groups, bias=bias)
-    return init_conv(conv, init)
+    init_conv(conv, scheme)
 
 
-def emit_conv(e: Emitter, local: str, conv: nn.Conv2d, x: torch.fx.Node, padding: Padding) -> torch.fx.Node:
-    """Call ``conv``, with a TensorFlow "same" pad in front when asked for."""
+def emit_conv(e: Emitter, local: str, conv: ModuleDecl, x: torch.fx.Node, padding: Padding) -> torch.fx.Node:
+    """Call the declared ``conv``, with a TensorFlow "same" pad in front when asked for."""
     from ..runtime import pad_same
 
     if padding == "same":
-        x = e.call_function(pad_same, x, conv.kernel_size[0] + (conv.kernel_size[0] - 1) * (conv.dilation[0] - 1), conv.stride[0])
+        kernel, stride, dilation = conv.args[2], conv.kwargs.get("stride", 1), conv.kwargs.get("dilation", 1)
+        x = e.call_function(pad_same, x, kernel + (kernel - 1) * (dilation - 1), stride)
     return e.call_module(local, conv, x)
 
 
@@ -78,12 +87,13 @@ def emit_act(e: Emitter, name: str, x: torch.fx.Node, slope: float = 0.01) -> to
     return e.call_function(activation(name), x)
 
 
-def build_norm(kind: str, channels: int, groups: int = 32) -> nn.Module:
+def build_norm(kind: str, channels: int, groups: int = 32, eps: float = 1e-5, momentum: float = 0.1, init: Callable[[Any], Any] | None = None) -> ModuleDecl:
+    """Declare a ``bn`` (``nn.BatchNorm2d``) or ``gn`` (``nn.GroupNorm`` of ``groups``) norm."""
     from torch import nn
 
     if kind == "bn":
-        return nn.BatchNorm2d(channels)
-    return nn.GroupNorm(groups, channels)
+        return declare(nn.BatchNorm2d, channels, eps=eps, momentum=momentum, init=init)
+    return declare(nn.GroupNorm, groups, channels, eps=eps, init=init)
 
 
 def check_norm(kind: str | None, channels: int, groups: int = 32) -> None:

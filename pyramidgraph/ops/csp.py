@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from ..shape import FeatureShape, ShapeError
 from .base import POST, RESAMPLE, PostOp, ResampleOp
-from .common import ActName, Padding, build_conv, emit_act, emit_conv, out_width, window_out
+from .common import ActName, Padding, build_conv, build_norm, emit_act, emit_conv, out_width, window_out
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch.fx
@@ -51,20 +51,19 @@ def emit_conv_bn_act(
     eps: float = 1e-3,
     momentum: float = 0.03,
     act: ActName | None = "silu",
+    slope: float = 0.01,
 ) -> torch.fx.Node:
     """Add ``act(bn(conv(x)))`` with modules ``<local>.conv`` and ``<local>.bn``; with
     ``depthwise``, a depthwise unit ``<local>.depthwise_conv`` then a pointwise 1x1 unit
     ``<local>.pointwise_conv`` (mmcv's ``DepthwiseSeparableConvModule``)."""
-    from torch import nn
-
     prefix = f"{local}." if local else ""
     if depthwise:
-        y = emit_conv_bn_act(e, f"{prefix}depthwise_conv", x, cin, cin, kernel=kernel, stride=stride, groups=cin, padding=padding, eps=eps, momentum=momentum, act=act)
-        return emit_conv_bn_act(e, f"{prefix}pointwise_conv", y, cin, cout, eps=eps, momentum=momentum, act=act)
+        y = emit_conv_bn_act(e, f"{prefix}depthwise_conv", x, cin, cin, kernel=kernel, stride=stride, groups=cin, padding=padding, eps=eps, momentum=momentum, act=act, slope=slope)
+        return emit_conv_bn_act(e, f"{prefix}pointwise_conv", y, cin, cout, eps=eps, momentum=momentum, act=act, slope=slope)
     conv = build_conv(cin, cout, kernel, stride, padding, False, "default", groups)
     y = emit_conv(e, f"{prefix}conv", conv, x, padding)
-    y = e.call_module(f"{prefix}bn", nn.BatchNorm2d(cout, eps=eps, momentum=momentum), y)
-    return emit_act(e, act, y) if act else y
+    y = e.call_module(f"{prefix}bn", build_norm("bn", cout, eps=eps, momentum=momentum), y)
+    return emit_act(e, act, y, slope) if act else y
 
 
 def _unit_weights(cin: int, cout: int, kernel: int = 1, groups: int = 1, depthwise: bool = False) -> int:
@@ -85,7 +84,8 @@ def _check_groups(name: str, groups: int, cin: int, cout: int) -> None:
 class ConvBnAct(PostOp):
     """Conv (no bias) -> batch norm -> activation to the node's width (or ``out``), stride 1:
     ultralytics' ``Conv``, mmcv's ``ConvModule`` with BN. ``depthwise``: mmcv's depthwise
-    separable unit (depthwise conv+BN+act, pointwise 1x1 conv+BN+act). ``act: null``: none.
+    separable unit (depthwise conv+BN+act, pointwise 1x1 conv+BN+act). ``act: null``: none;
+    ``slope``: leaky_relu's negative slope.
     Modules: ``conv``, ``bn`` (or ``depthwise_conv.*``, ``pointwise_conv.*``)."""
 
     kernel: int = 1
@@ -96,6 +96,7 @@ class ConvBnAct(PostOp):
     eps: float = 1e-3
     momentum: float = 0.03
     act: ActName | None = "silu"
+    slope: float = 0.01
 
     shorthand = "kernel"
     has_parameters = True
@@ -111,7 +112,7 @@ class ConvBnAct(PostOp):
     def emit(self, e, args, shapes, out):
         return emit_conv_bn_act(
             e, "", args[0], shapes[0].channels, out.channels, kernel=self.kernel, groups=self.groups, padding=self.padding,
-            depthwise=self.depthwise, eps=self.eps, momentum=self.momentum, act=self.act,
+            depthwise=self.depthwise, eps=self.eps, momentum=self.momentum, act=self.act, slope=self.slope,
         )
 
 
@@ -130,6 +131,7 @@ class StridedConvBnAct(ResampleOp):
     eps: float = 1e-3
     momentum: float = 0.03
     act: ActName | None = "silu"
+    slope: float = 0.01
 
     changes_channels = True
     has_parameters = True
@@ -150,7 +152,7 @@ class StridedConvBnAct(ResampleOp):
     def emit(self, e, args, shapes, out):
         return emit_conv_bn_act(
             e, "", args[0], shapes[0].channels, out.channels, kernel=self.kernel, stride=self.stride, groups=self.groups,
-            padding=self.padding, depthwise=self.depthwise, eps=self.eps, momentum=self.momentum, act=self.act,
+            padding=self.padding, depthwise=self.depthwise, eps=self.eps, momentum=self.momentum, act=self.act, slope=self.slope,
         )
 
 

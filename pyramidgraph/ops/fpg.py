@@ -22,27 +22,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from ..shape import FeatureShape, ShapeError
 from .base import POST, RESAMPLE, PostOp, ResampleOp
-from .common import ActName, Init, Padding, build_conv, check_norm, emit_act, emit_conv, window_out
-
-if TYPE_CHECKING:  # pragma: no cover
-    from torch import nn
+from .common import ActName, Init, Padding, build_conv, build_norm, check_norm, emit_act, emit_conv, window_out
 
 __all__ = ["ConvModule", "StridedConvModule", "UnusedConvModule", "EdgeActivation", "ORDERS"]
 
 Order = Literal["conv_norm_act", "conv_act_norm", "norm_conv_act", "norm_act_conv", "act_conv_norm", "act_norm_conv"]
 ORDERS = Order.__args__
-
-
-def _norm_module(kind: str, channels: int, groups: int, eps: float, momentum: float) -> nn.Module:
-    from torch import nn
-
-    if kind == "bn":
-        return nn.BatchNorm2d(channels, eps=eps, momentum=momentum)
-    return nn.GroupNorm(groups, channels, eps=eps)
 
 
 @dataclass(frozen=True)
@@ -80,14 +69,16 @@ class _ConvModuleParams:
         names = {"conv": f"conv{self.kernel}x{self.kernel}", "norm": self.norm, "act": self.act}
         return "-".join(names[s] for s in self.order.split("_") if names[s])
 
+    def norm_decl(self, cin: int, cout: int):
+        return build_norm(self.norm, self.norm_width(cin, cout), self.norm_groups, eps=self.norm_eps, momentum=self.norm_momentum)
+
     def emit_module(self, e, x, cin: int, cout: int, stride: int):
         conv = build_conv(cin, cout, self.kernel, stride, self.padding, self.bias, self.init, self.groups, self.dilation)
         for step in self.order.split("_"):
             if step == "conv":
                 x = emit_conv(e, "conv", conv, x, self.padding)
             elif step == "norm" and self.norm:
-                norm = _norm_module(self.norm, self.norm_width(cin, cout), self.norm_groups, self.norm_eps, self.norm_momentum)
-                x = e.call_module(self.norm, norm, x)
+                x = e.call_module(self.norm, self.norm_decl(cin, cout), x)
             elif step == "act" and self.act:
                 x = emit_act(e, self.act, x, self.slope)
         return x
@@ -188,12 +179,7 @@ class UnusedConvModule(_ConvModuleParams, PostOp):
     def emit(self, e, args, shapes, out):
         cin = self.in_channels if self.in_channels is not None else shapes[0].channels
         cout = self.out if self.out is not None else shapes[0].channels
-        modules = {"conv": build_conv(cin, cout, self.kernel, 1, self.padding, self.bias, self.init, self.groups, self.dilation)}
+        e.keep("conv", build_conv(cin, cout, self.kernel, 1, self.padding, self.bias, self.init, self.groups, self.dilation))
         if self.norm:
-            modules[self.norm] = _norm_module(self.norm, self.norm_width(cin, cout), self.norm_groups, self.norm_eps, self.norm_momentum)
-        for local, module in modules.items():
-            # A get_attr node keeps the module in the GraphModule; nothing reads it.
-            target = f"{e.op.module}.{local}"
-            e.modules.setdefault(target, module)
-            e.graph.get_attr(target)
+            e.keep(self.norm, self.norm_decl(cin, cout))
         return args[0]

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..shape import FeatureShape, ShapeError
+from ..weights import ParameterDecl
 from .base import FUSE, FuseOp
+from .common import ActName
 
 
 def _same_channels(op: str, xs: list[FeatureShape]) -> FeatureShape:
@@ -48,16 +50,20 @@ class Mean(FuseOp):
 @FUSE.register("weighted", fast={"norm": "fast"}, softmax={"norm": "softmax"})
 @dataclass(frozen=True)
 class Weighted(FuseOp):
-    """One learned weight per input (BiFPN). ``norm: fast`` is ``relu(w) / (sum + eps)``,
-    ``softmax`` is ``softmax(w)``, ``none`` uses the raw weights."""
+    """One learned weight per input (BiFPN), or per input and channel (``per: channel``).
+    ``norm: fast`` is ``relu(w) / (sum + eps)``, ``softmax`` is ``softmax(w)`` (both over the
+    inputs), ``none`` uses the raw weights."""
 
     norm: Literal["fast", "softmax", "none"] = "fast"
     eps: float = 1e-4
+    per: Literal["input", "channel"] = "input"
+    """``input``: one weight per input (BiFPN); ``channel``: one per input and channel, normalised
+    over the inputs channel by channel."""
 
     has_parameters = True
 
     def weight_estimate(self, shapes, out):
-        return len(shapes)
+        return len(shapes) * (out.channels if self.per == "channel" else 1)
 
     def label(self) -> str:
         return f"weighted ({self.norm})"
@@ -73,10 +79,12 @@ class Weighted(FuseOp):
         import torch
         import torch.nn.functional as F
 
-        weight = e.parameter("weight", torch.nn.Parameter(torch.ones(len(args))))
+        per_channel = self.per == "channel"
+        weight = e.parameter("weight", ParameterDecl((len(args), out.channels, 1, 1) if per_channel else (len(args),), fill=1.0))
         if self.norm == "fast":
             weight = e.call_function(F.relu, weight)
-            weight = e.call_function(operator.truediv, weight, e.call_function(operator.add, e.call_function(torch.sum, weight), self.eps))
+            total = e.call_function(torch.sum, weight, 0, True) if per_channel else e.call_function(torch.sum, weight)
+            weight = e.call_function(operator.truediv, weight, e.call_function(operator.add, total, self.eps))
         elif self.norm == "softmax":
             weight = e.call_function(torch.softmax, weight, 0)
         out = e.call_function(operator.mul, args[0], e.call_function(operator.getitem, weight, 0))
@@ -99,3 +107,72 @@ class Concat(FuseOp):
         import torch
 
         return e.call_function(torch.cat, list(args), 1)
+
+
+@FUSE.register("product", mul={})
+@dataclass(frozen=True)
+class Product(FuseOp):
+    """Element-wise product of the inputs (gates, attention maps applied to features). An input
+    of width 1 broadcasts over the others' channels (a spatial gate); otherwise widths agree."""
+
+    def infer(self, xs):
+        widths = sorted({x.channels for x in xs} - {1})
+        if len(widths) > 1:
+            raise ShapeError(f"fuse 'product' needs inputs of equal width (or width 1, broadcast), got {', '.join(str(x.channels) for x in xs)} channels")
+        return xs[0].with_(channels=widths[0] if widths else 1)
+
+    projects_inputs = False
+
+    def emit(self, e, args, shapes, out):
+        total = args[0]
+        for arg in args[1:]:
+            total = e.call_function(operator.mul, total, arg)
+        return total
+
+
+@FUSE.register("pixel_weights", asff={})
+@dataclass(frozen=True)
+class PixelWeights(FuseOp):
+    """A weight per input *and pixel*, computed from the inputs (ASFF, Liu et al. 2019): each
+    input goes through its own 1x1 conv-BN-activation to ``compress`` channels
+    (``weight_level_<i>``), the results are concatenated and a 1x1 conv with bias
+    (``weight_levels``) gives one logit per input at every pixel; the softmax over the inputs
+    weighs their sum, ``sum_i x_i * w_i``. BN ``eps``/``momentum``, ``act`` and its ``slope``
+    describe the weight branches (ASFF: PyTorch's BN defaults, leaky_relu 0.1)."""
+
+    compress: int = 16
+    eps: float = 1e-5
+    momentum: float = 0.1
+    act: ActName = "leaky_relu"
+    slope: float = 0.1
+
+    has_parameters = True
+
+    def label(self) -> str:
+        return "pixel weights"
+
+    def weight_estimate(self, shapes, out):
+        n = len(shapes)
+        return sum(s.channels * self.compress + 4 * self.compress + 1 for s in shapes) + n * self.compress * n + n
+
+    def infer(self, xs):
+        return _same_channels(self.name, xs)
+
+    def emit(self, e, args, shapes, out):
+        import torch
+
+        from .common import build_conv
+        from .csp import emit_conv_bn_act
+
+        branches = [
+            emit_conv_bn_act(e, f"weight_level_{i}", x, shape.channels, self.compress, eps=self.eps, momentum=self.momentum, act=self.act, slope=self.slope)
+            for i, (x, shape) in enumerate(zip(args, shapes))
+        ]
+        logits = e.call_module("weight_levels", build_conv(self.compress * len(args), len(args), 1, 1, 0, True, "default"), e.call_function(torch.cat, branches, 1))
+        weights = e.call_function(torch.softmax, logits, 1)
+        total = None
+        for i, x in enumerate(args):
+            weight = e.call_function(operator.getitem, weights, (slice(None), slice(i, i + 1)))
+            term = e.call_function(operator.mul, x, weight)
+            total = term if total is None else e.call_function(operator.add, total, term)
+        return total

@@ -88,9 +88,7 @@ class BatchNorm(PostOp):
         return 4 * out.channels + 1  # weight, bias, running mean and variance, batches seen
 
     def emit(self, e, args, shapes, out):
-        from torch import nn
-
-        return e.call_module("", nn.BatchNorm2d(out.channels, eps=self.eps, momentum=self.momentum), args[0])
+        return e.call_module("", build_norm("bn", out.channels, eps=self.eps, momentum=self.momentum), args[0])
 
 
 @POST.register("gn", groupnorm={})
@@ -112,9 +110,7 @@ class GroupNorm(PostOp):
         return x
 
     def emit(self, e, args, shapes, out):
-        norm = build_norm("gn", out.channels, self.groups)
-        norm.eps = self.eps
-        return e.call_module("", norm, args[0])
+        return e.call_module("", build_norm("gn", out.channels, self.groups, eps=self.eps), args[0])
 
 
 _ACT_ALIASES = {name: {"fn": name} for name in ActName.__args__}

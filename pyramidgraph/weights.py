@@ -1,0 +1,88 @@
+"""Stage ``materialise``: the weights a neck's graph calls, declared first and built last.
+
+Ops do not build modules. Emitting an op adds calls to the primitive graph and *declares*
+what each call needs under its module path: a :class:`ModuleDecl` (a class, its constructor
+arguments and how the reference initialises it) or a :class:`ParameterDecl` (a tensor of a
+shape and fill). Keeping the two apart is what lets a stage run on the graph before any weight
+exists (shape propagation on the meta device, the cost summary, passes that merge or drop
+calls), and what makes a shared block cost one module: the second user of a path reads the
+first user's declaration, nothing is built and thrown away.
+
+:func:`materialise` builds the declarations in the order they were declared, on a device of
+your choice (``"meta"`` for shapes and counts: no memory, no random numbers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from torch import nn
+
+__all__ = ["ModuleDecl", "ParameterDecl", "Declaration", "declare", "materialise"]
+
+
+@dataclass(frozen=True, eq=False)
+class ModuleDecl:
+    """A module to build: ``cls(*args, **kwargs)``, then ``init(module)`` when given.
+
+    Passes read ``cls`` and ``kwargs`` to reason about a call without a module (a 1x1 conv's
+    widths, whether a norm has running statistics)."""
+
+    cls: type
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    init: Callable[[Any], Any] | None = None
+    """Re-initialises the built module as the reference does (``None``: PyTorch's defaults)."""
+
+    def build(self) -> nn.Module:
+        module = self.cls(*self.args, **self.kwargs)
+        if self.init is not None:
+            self.init(module)
+        return module
+
+    def describe(self) -> str:
+        """``Conv2d(64, 64, 3, padding=1)``: for messages and the tests."""
+        parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
+        return f"{self.cls.__name__}({', '.join(parts)})"
+
+
+@dataclass(frozen=True, eq=False)
+class ParameterDecl:
+    """A learnable tensor an op reads with ``get_attr`` (BiFPN's fusion weights): its shape and
+    the value every element starts at."""
+
+    shape: tuple[int, ...]
+    fill: float = 1.0
+
+    def build(self) -> torch.nn.Parameter:
+        import torch
+
+        return torch.nn.Parameter(torch.full(self.shape, float(self.fill)))
+
+    def describe(self) -> str:
+        return f"Parameter({list(self.shape)}, fill={self.fill})"
+
+
+Declaration = ModuleDecl | ParameterDecl
+
+
+def declare(cls: type, *args: Any, init: Callable[[Any], Any] | None = None, **kwargs: Any) -> ModuleDecl:
+    """``declare(nn.Conv2d, 64, 64, 3, padding=1)``: what ``nn.Conv2d(64, 64, 3, padding=1)``
+    would build, built only by :func:`materialise`."""
+    return ModuleDecl(cls, args, kwargs, init)
+
+
+def materialise(declarations: Mapping[str, Declaration], device: str | torch.device | None = None) -> dict[str, nn.Module | torch.nn.Parameter]:
+    """Build every declaration (module path -> module or parameter), in declaration order, so a
+    seeded ``torch.manual_seed`` gives the same weights on every compile.
+
+    ``device="meta"`` builds shapes only (no memory, no random numbers drawn)."""
+    import torch
+
+    if device is None:
+        return {path: decl.build() for path, decl in declarations.items()}
+    with torch.device(device):
+        return {path: decl.build() for path, decl in declarations.items()}
