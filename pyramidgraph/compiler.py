@@ -1,17 +1,22 @@
-"""The pipeline, as one list of named stages::
+"""The pipeline: one declared list of stages, run in order by one driver.
 
-    load -> schema -> expand -> graph -> lower (shapes) -> passes -> emit
+::
 
-:func:`analyze` runs the checking stages and stops at the first layer that finds problems,
-raising one :class:`SpecError` with every issue of that layer. :func:`compile` continues
-through the passes and code generation.
+    load -> schema -> expand -> graph -> lower -> passes -> primitives -> materialise -> module
+
+A :class:`Compilation` is one spec on its way: the caller's request, then what each stage
+made (document, flat spec, IR, optimised IR, primitive graph, weights, neck). :data:`STAGES`
+declares the stages; :meth:`Compilation.run` runs them up to the one asked for and no stage
+twice, so ``validate`` stops after ``lower``, ``info`` and ``render`` carry on from an
+analysis to ``passes`` and ``primitives``, and only ``compile`` builds weights. A stage that
+finds problems raises one :class:`SpecError` with every issue of its layer.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from .errors import Issue, SpecError, capped, did_you_mean, suggestion_budget
 from .expand import FlatSpec, expand
@@ -24,27 +29,203 @@ from .passes import DEFAULT_PASSES, PASSES, run_passes
 from .schema import check_schema
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .codegen import PrimitiveGraph
+    from .contract import InputContract
     from .module import PyramidNeck
 
-__all__ = ["compile", "validate", "analyze", "load", "Analysis", "SpecSource"]
+__all__ = ["compile", "validate", "analyze", "load", "Analysis", "Compilation", "Stage", "STAGES", "SpecSource"]
 
 SpecSource = str | os.PathLike | Mapping[str, Any]
 """A spec: a bundled name (``"bifpn"``), a path, YAML text, or a dict."""
 
-STAGES = ("load", "schema", "expand", "graph", "lower", "passes", "emit")
-
-
 @dataclass
 class Analysis:
-    """Everything the checking stages produced for one spec."""
+    """Everything the checking stages produced for one spec (``compilation`` carries on from it)."""
 
     doc: Document
     flat: FlatSpec
     ir: IRGraph
+    compilation: Compilation | None = field(default=None, repr=False, compare=False)
 
     def __repr__(self) -> str:
         """One line (the dataclass's own repr would print the whole document and IR)."""
         return f"Analysis({self.flat.name!r}: {len(self.flat.inputs)} inputs, {len(self.flat.nodes)} nodes, {len(self.ir.ops)} ops, {len(self.flat.outputs)} outputs; {self.doc.file})"
+
+
+@dataclass
+class Compilation:
+    """One spec on its way through :data:`STAGES`: the request, then each stage's product."""
+
+    spec: SpecSource | Document
+    in_channels: Sequence[int] | Mapping[str, int] | None = None
+    image: int | tuple[int, int] | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    include_dirs: Sequence[str | os.PathLike] = ()
+    passes: Sequence[str] = DEFAULT_PASSES
+    input_names: Sequence[str] | None = None
+    output_names: Sequence[str] | None = None
+    return_type: str | None = None
+    feature_info: Any = None
+    device: str | None = None
+    """Where ``materialise`` builds the weights (None: PyTorch's default device; ``"meta"``: shapes only)."""
+
+    doc: Document | None = None
+    """``load``: the parsed spec, with the position of every key and value."""
+    flat: FlatSpec | None = None
+    """``expand``: parameters evaluated, templates and includes unrolled."""
+    ir: IRGraph | None = None
+    """``lower``: the IR of spec-level ops, every value's shape inferred."""
+    optimised: IRGraph | None = None
+    """``passes``: the IR after the passes, with the caller's interface names."""
+    contract: InputContract | None = None
+    """``primitives``: what the neck checks its inputs against (its graph's first call)."""
+    primitive: PrimitiveGraph | None = None
+    """``primitives``: the fx graph of primitive calls and the weights it declares."""
+    weights: dict[str, Any] | None = None
+    """``materialise``: every declared module and parameter, built."""
+    neck: PyramidNeck | None = None
+    """``module``: the compiled :class:`PyramidNeck`."""
+    pending: list[Issue] = field(default_factory=list)
+    """Issues a stage found and left to the next stage of its layer, which reports them with its
+    own in one error (expansion's with the graph checks')."""
+    done: list[str] = field(default_factory=list)
+
+    def run(self, until: str = "module") -> Compilation:
+        """Run the stages not run yet, up to and including ``until``."""
+        names = [stage.name for stage in STAGES]
+        if until not in names:
+            raise ValueError(f"no stage {until!r}; the stages are {', '.join(names)}")
+        with suggestion_budget():  # "did you mean" for thousands of unknown names stays bounded
+            for stage in STAGES[: names.index(until) + 1]:
+                if stage.name not in self.done:
+                    stage.run(self)
+                    self.done.append(stage.name)
+        return self
+
+    def analysis(self) -> Analysis:
+        """The checking stages' products (running them first if needed)."""
+        self.run("lower")
+        return Analysis(self.doc, self.flat, self.ir, self)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the pipeline: its name and the function that does it to a :class:`Compilation`."""
+
+    name: str
+    run: Callable[[Compilation], None]
+
+
+def _stage_load(c: Compilation) -> None:
+    c.doc = load(c.spec)
+    if c.feature_info is not None:
+        from .adapters.timm import feature_info_arguments
+
+        c.in_channels, c.params = feature_info_arguments(c.doc, c.feature_info, c.in_channels, dict(c.params))
+    if c.in_channels is not None and (isinstance(c.in_channels, (str, bytes)) or not isinstance(c.in_channels, (Mapping, Sequence))):
+        raise SpecError([Issue(c.doc.file, 0, 0, "in_channels", f"in_channels must be a list of widths (finest first) or a mapping of input name to width, not {c.in_channels!r}")])
+
+
+def _stage_schema(c: Compilation) -> None:
+    issues = check_schema(c.doc)
+    if issues:
+        raise SpecError(capped(issues))
+
+
+def _stage_expand(c: Compilation) -> None:
+    c.flat, c.pending = expand(c.doc, c.in_channels, c.params or {}, c.image, c.include_dirs)
+    if c.flat is None:  # expansion stopped at the issue limit: nothing for the graph checks to read
+        raise SpecError(capped(c.pending))
+
+
+def _stage_graph(c: Compilation) -> None:
+    issues = c.pending + check_graph(c.doc, c.flat, reachability=not c.pending)
+    c.pending = []
+    if issues:
+        raise SpecError(capped(issues))
+
+
+def _stage_lower(c: Compilation) -> None:
+    from .lower import lower
+
+    ir, issues = lower(c.doc, c.flat)
+    if issues:
+        raise SpecError(capped(issues))
+    c.ir = ir
+    if c.feature_info is not None:
+        from .adapters.timm import check_feature_levels
+
+        check_feature_levels(Analysis(c.doc, c.flat, ir, c), c.feature_info)
+
+
+def _stage_passes(c: Compilation) -> None:
+    unknown = [p for p in c.passes if p not in PASSES]
+    if unknown:
+        raise SpecError([Issue(c.doc.file, 0, 0, "passes", f"unknown pass '{p}'{did_you_mean(p, PASSES)}") for p in unknown])
+    ir = run_passes(c.ir, [PASSES[p] for p in c.passes])
+    c.optimised = _rename_interface(c.doc.file, ir, c.input_names, c.output_names, c.return_type)
+
+
+def _stage_primitives(c: Compilation) -> None:
+    from .codegen import build_primitive_graph  # torch: only the stages from here on need it
+    from .contract import InputContract
+
+    c.contract = InputContract.from_ir(c.optimised, c.doc, c.flat)
+    c.primitive = build_primitive_graph(c.optimised, c.contract)
+
+
+def _stage_materialise(c: Compilation) -> None:
+    from .weights import materialise
+
+    c.weights = materialise(c.primitive.declarations, c.device)
+
+
+def _stage_module(c: Compilation) -> None:
+    from .module import NeckInfo, PyramidNeck
+
+    ir, flat = c.optimised, c.flat
+    info = NeckInfo(
+        name=flat.name,
+        doc=flat.doc,
+        inputs=ir.external_inputs(),
+        outputs=[(name, ir.values()[value]) for name, value in ir.outputs],
+        return_type=ir.return_type,
+        params={k: v for k, v in flat.params.items()},
+        image=flat.image,
+        rebuild={
+            "spec": c.doc.data,
+            "in_channels": [shape.channels for _, shape in ir.inputs],
+            "image": c.image,
+            "passes": tuple(c.passes),
+            "params": dict(c.params),
+            "input_names": c.input_names,
+            "output_names": c.output_names,
+            "return_type": c.return_type,
+            # the spec is rebuilt from its data, not its file: its own folder stays readable for
+            # its includes wherever the neck is unpickled (another working directory, say)
+            "include_dirs": [str(d) for d in include_roots(c.doc.file, c.include_dirs)],
+        },
+    )
+    c.contract.rebuild = info.rebuild
+    c.neck = PyramidNeck(c.weights, c.primitive.graph, info)
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("load", _stage_load),
+    Stage("schema", _stage_schema),
+    Stage("expand", _stage_expand),
+    Stage("graph", _stage_graph),
+    Stage("lower", _stage_lower),
+    Stage("passes", _stage_passes),
+    Stage("primitives", _stage_primitives),
+    Stage("materialise", _stage_materialise),
+    Stage("module", _stage_module),
+)
+"""The pipeline, in order. ``load``: spec -> :class:`Document`; ``schema``: keys and types;
+``expand``: parameters, templates, includes -> :class:`FlatSpec`; ``graph``: references,
+cycles, reachability; ``lower``: shapes -> :class:`IRGraph`; ``passes``: the IR passes and the
+caller's interface names; ``primitives``: the fx graph of primitive calls, weights declared;
+``materialise``: weights built; ``module``: the :class:`PyramidNeck`."""
 
 
 def load(spec: SpecSource | Document) -> Document:
@@ -72,38 +253,12 @@ def analyze(
     params: Mapping[str, Any] | None = None,
     include_dirs: Sequence[str | os.PathLike] = (),
 ) -> Analysis:
-    """Run load, schema, expand, graph and shape checks; raise :class:`SpecError` on problems.
+    """Run the stages up to ``lower`` (load, schema, expand, graph and shape checks); raise
+    :class:`SpecError` on problems. ``analysis.compilation`` carries on to the later stages.
 
     ``include_dirs``: folders whose files ``include:`` may read, besides the spec's own folder
     (and the bundled specs); a spec given as text or a dict has no folder of its own."""
-    with suggestion_budget():  # "did you mean" for thousands of unknown names stays bounded
-        return _analyze(spec, in_channels, image, params, include_dirs)
-
-
-def _analyze(
-    spec: SpecSource | Document,
-    in_channels: Sequence[int] | Mapping[str, int] | None,
-    image: int | tuple[int, int] | None,
-    params: Mapping[str, Any] | None,
-    include_dirs: Sequence[str | os.PathLike],
-) -> Analysis:
-    doc = load(spec)
-    if in_channels is not None and (isinstance(in_channels, (str, bytes)) or not isinstance(in_channels, (Mapping, Sequence))):
-        raise SpecError([Issue(doc.file, 0, 0, "in_channels", f"in_channels must be a list of widths (finest first) or a mapping of input name to width, not {in_channels!r}")])
-    issues = check_schema(doc)
-    if issues:
-        raise SpecError(capped(issues))
-    flat, issues = expand(doc, in_channels, params or {}, image, include_dirs)
-    if flat is not None:  # None: expansion stopped at the issue limit
-        issues += check_graph(doc, flat, reachability=not issues)
-    if issues:
-        raise SpecError(capped(issues))
-    from .lower import lower
-
-    ir, issues = lower(doc, flat)
-    if issues:
-        raise SpecError(capped(issues))
-    return Analysis(doc, flat, ir)
+    return Compilation(spec, in_channels, image, dict(params or {}), include_dirs).analysis()
 
 
 def validate(
@@ -134,7 +289,7 @@ def compile(
     include_dirs: Sequence[str | os.PathLike] = (),
     **param_overrides: Any,
 ) -> PyramidNeck:
-    """Compile a spec to a :class:`PyramidNeck` (a ``torch.fx.GraphModule``).
+    """Compile a spec to a :class:`PyramidNeck` (a ``torch.fx.GraphModule``): every stage.
 
     ``in_channels`` lists the input widths finest first (or maps input names to widths); with
     none, the spec's ``example`` is used. Spec parameters are overridden by keyword
@@ -146,51 +301,9 @@ def compile(
     levels instead of ``in_channels``. ``include_dirs``: folders ``include:`` may read besides
     the spec's own. Raises :class:`SpecError`.
     """
-    from .codegen import emit_graph  # torch: only compiling needs it, checking a spec does not
-    from .contract import InputContract
-    from .module import NeckInfo, PyramidNeck
-
     overrides = dict(params or {}, **param_overrides)
-    if feature_info is not None:
-        from .adapters.timm import check_feature_levels, feature_info_arguments
-
-        spec = load(spec)
-        in_channels, overrides = feature_info_arguments(spec, feature_info, in_channels, overrides)
-    analysis = analyze(spec, in_channels, image=image, params=overrides, include_dirs=include_dirs)
-    if feature_info is not None:
-        check_feature_levels(analysis, feature_info)
-    unknown = [p for p in passes if p not in PASSES]
-    if unknown:
-        raise SpecError([Issue(analysis.doc.file, 0, 0, "passes", f"unknown pass '{p}'{did_you_mean(p, PASSES)}") for p in unknown])
-    ir = run_passes(analysis.ir, [PASSES[p] for p in passes])
-    ir = _rename_interface(analysis.doc.file, ir, input_names, output_names, return_type)
-    contract = InputContract.from_ir(ir, analysis.doc, analysis.flat)
-    graph, modules = emit_graph(ir, contract)
-    flat = analysis.flat
-    info = NeckInfo(
-        name=flat.name,
-        doc=flat.doc,
-        inputs=ir.external_inputs(),
-        outputs=[(name, ir.values()[value]) for name, value in ir.outputs],
-        return_type=ir.return_type,
-        params={k: v for k, v in flat.params.items()},
-        image=flat.image,
-        rebuild={
-            "spec": analysis.doc.data,
-            "in_channels": [shape.channels for _, shape in ir.inputs],
-            "image": image,
-            "passes": tuple(passes),
-            "params": overrides,
-            "input_names": input_names,
-            "output_names": output_names,
-            "return_type": return_type,
-            # the spec is rebuilt from its data, not its file: its own folder stays readable for
-            # its includes wherever the neck is unpickled (another working directory, say)
-            "include_dirs": [str(d) for d in include_roots(analysis.doc.file, include_dirs)],
-        },
-    )
-    contract.rebuild = info.rebuild
-    return PyramidNeck(modules, graph, info)
+    compilation = Compilation(spec, in_channels, image, overrides, include_dirs, tuple(passes), input_names, output_names, return_type, feature_info)
+    return compilation.run().neck
 
 
 def _rename_interface(file: str, ir: IRGraph, input_names, output_names, return_type) -> IRGraph:

@@ -1096,9 +1096,7 @@ def _paper_diagram(flat: FlatSpec, boxes: list[_Box], edges: list[_Edge], look: 
 
 
 def _lowered_diagram(analysis: Analysis, width: float | None = None) -> graphviz.Digraph:
-    from .passes import DEFAULT_PASSES, PASSES, run_passes
-
-    ir = run_passes(analysis.ir, [PASSES[name] for name in DEFAULT_PASSES])
+    ir = analysis.compilation.run("passes").optimised
     outputs = {value for _, value in ir.outputs}
     hidden = _unused_optional_inputs(analysis.flat)
     g = graphviz.Digraph(f"{ir.name}_lowered", graph_attr=dict(_GRAPH_ATTR), node_attr=dict(_NODE_ATTR), edge_attr=dict(_EDGE_ATTR))

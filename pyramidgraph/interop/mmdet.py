@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
+from ..compiler import Analysis, analyze
 from .base import Conversion, ConversionError, KeyMap, Reference, register_reference
 
 __all__ = ["MMDetNecks", "NECKS", "register_neck"]
@@ -68,30 +69,28 @@ class MMDetNecks(Reference):
         necks = list(config["necks"])
         strides = list(config.get("strides") or [])
         plans = []
+        analyses = []
         for neck in necks:
             kind = neck.get("type")
             if kind not in NECKS:
                 raise ConversionError(self.source, f"no converter for mmdet neck '{kind}'; known: {', '.join(sorted(NECKS))}")
             plan = NECKS[kind](neck, strides)
             plans.append(plan)
-            strides = _output_strides(plan)
+            analyses.append(analyze(plan.spec, plan.in_channels, params=plan.params))  # once per neck
+            strides = _output_strides(analyses[-1])  # the next neck's input strides
         if len(plans) == 1:
             return plans[0]
-        return _chain(plans, list(config.get("strides") or []))
+        return _chain(plans, analyses, list(config.get("strides") or []))
 
 
-def _output_strides(plan: Conversion) -> list[int]:
-    from ..compiler import analyze
-
-    analysis = analyze(plan.spec, plan.in_channels, params=plan.params)
+def _output_strides(analysis: Analysis) -> list[int]:
     shapes = analysis.ir.values()
     return [shapes[value].stride for _, value in analysis.ir.outputs]
 
 
-def _chain(plans: list[Conversion], strides: list[int]) -> Conversion:
-    """One spec running the necks in sequence, each included with its parameters."""
-    from ..compiler import analyze
-
+def _chain(plans: list[Conversion], analyses: list[Analysis], strides: list[int]) -> Conversion:
+    """One spec running the necks in sequence, each included with its parameters (``analyses``:
+    each neck's, made once while converting)."""
     levels = _levels(strides)
     spec: dict[str, Any] = {
         "pyramidgraph": 1,
@@ -108,7 +107,7 @@ def _chain(plans: list[Conversion], strides: list[int]) -> Conversion:
         for reference, ours in plan.key_map.prefixes.items():
             key_map.add(f"{i}.{reference}", f"{name}.{ours}" if ours else name)
         key_map.leaves.update(plan.key_map.leaves)
-        analysis = analyze(plan.spec, plan.in_channels, params=plan.params)
+        analysis = analyses[i]
         if i == 0:  # inputs the first neck ignores (mmdet's start_level, end_level) are optional in the chain too
             for level, decl in zip(levels, analysis.flat.inputs):
                 if decl.optional:
