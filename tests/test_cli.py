@@ -196,10 +196,13 @@ def test_list_ops_of_one_kind_prints_whole_descriptions_aligned(capsys, monkeypa
     assert code == 0
     lines = out.splitlines()
     assert lines[0] == "fuse:"
-    assert lines[1:3] == ["  add       Alias of sum.", "  cat       Alias of concat."]
-    assert "  sum       Element-wise sum (FPN, PAFPN)." in lines
-    start = lines.index("  weighted  One learned weight per input (BiFPN). `norm: fast` is `relu(w) / (sum + eps)`, `softmax`")
-    assert lines[start + 1 :] == ["            is `softmax(w)`, `none` uses the raw weights. Parameters: norm, eps."]
+    assert lines[1:4] == ["  add            Alias of sum.", "  asff           Alias of pixel_weights.", "  cat            Alias of concat."]
+    assert "  sum            Element-wise sum (FPN, PAFPN)." in lines
+    start = lines.index("  weighted       One learned weight per input (BiFPN), or per input and channel (`per: channel`).")
+    assert lines[start + 1 :] == [
+        "                 `norm: fast` is `relu(w) / (sum + eps)`, `softmax` is `softmax(w)` (both over the",
+        "                 inputs), `none` uses the raw weights. Parameters: norm, eps, per.",
+    ]
     assert all(len(line) <= 100 for line in lines)
     assert [line.split()[0] for line in lines[1:] if line[2] != " "] == sorted(REGISTRIES["fuse"].entries)
 

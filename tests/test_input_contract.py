@@ -153,6 +153,7 @@ SPECS = {
     "pafpn": {"channels": 8},
     "yolov8": {},
     "fpg": {"channels": 8, "inter_channels": 8, "stack_times": 3},
+    "asff": {"in_channels": [16, 16, 32], "out3": 8, "out4": 8, "out5": 8},
 }
 
 
@@ -169,7 +170,8 @@ def _succeeds(neck, inputs, failure: type[Exception]) -> bool:
 @pytest.mark.parametrize("name", list(SPECS))
 def test_the_check_refuses_exactly_what_torch_cannot_run(name, monkeypatch):
     torch.manual_seed(0)
-    neck = pyramidgraph.compile(name, **SPECS[name]).eval()
+    options = dict(SPECS[name])
+    neck = pyramidgraph.compile(name, options.pop("in_channels", None), **options).eval()
     levels = [shape.level for _, shape in neck.info.inputs]
     for finest in range(32, 48):
         for kind in ("ceil", "floor"):
@@ -190,7 +192,12 @@ RULES = {
     "fpg": "image sides divisible by 64 (fixed-factor upsampling in path.1.Q5.from_P6.0, path.2.Q4.from_P5.0, ...): C2 a multiple of 16, each input exactly half the next finer",
     "yolox_pafpn": "image sides divisible by 32 (fixed-factor upsampling in T4.from_R5, T3.from_R4): C3 a multiple of 4, each input exactly half the next finer",
     "yolov8": "image sides divisible by 32 (fixed-factor upsampling in P4_td.from_C5, P3_out.from_P4_td): C3 a multiple of 4, each input exactly half the next finer",
+    "asff": "image sides divisible by 32 (fixed-factor upsampling in L4_fused.from_C5, L3_fused.from_C5, ...): C3 a multiple of 4, each input exactly half the next finer",
 }
+
+
+def test_every_bundled_spec_has_its_size_rule_here():
+    assert set(RULES) == set(pyramidgraph.bundled_specs())
 
 
 @pytest.mark.parametrize("name", list(RULES))
