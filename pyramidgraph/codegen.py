@@ -82,7 +82,8 @@ class Emitter:
         self.declarations = declarations
         self.op: IROp | None = None
         self._meta: dict[str, Any] = {}
-        self._scope = ""  # the last module called within the op, minus its own name: calls after it are named in it
+        self._scope = ""  # the last module called within the op, minus its own name (``cv1`` for ``cv1.bn``)
+        self._scoped: set[torch.fx.Node] = set()  # nodes computed in that scope: a call reading one is named in it
         self._sizes: dict[torch.fx.Node, torch.fx.Node] = {}
 
     def begin(self, op: IROp, meta: dict[str, Any]) -> None:
@@ -90,6 +91,7 @@ class Emitter:
         self.op = op
         self._meta = meta
         self._scope = ""
+        self._scoped = set()
 
     def _node(self, kind: str, target: Any, args: tuple, kwargs: dict, what: str) -> torch.fx.Node:
         base = _var(self.op.name) if self.op else "v"
@@ -103,8 +105,11 @@ class Emitter:
         In a shared block the later users of a path call the first user's declaration."""
         target = f"{self.op.module}.{local}" if local else self.op.module
         self.declarations.setdefault(target, decl)
-        self._scope = _var(local.rpartition(".")[0])
-        return self._node("call_module", target, tuple(args), {}, _var(local) if local else _var(decl.cls.__name__))
+        scope = local.rpartition(".")[0]
+        self._scope = _var(scope) if scope else ""
+        node = self._node("call_module", target, tuple(args), {}, _var(local) if local else _var(decl.cls.__name__))
+        self._scoped = {node}
+        return node
 
     def parameter(self, local: str, decl: ParameterDecl) -> torch.fx.Node:
         """Read a parameter the op owns, declared at ``<op module path>.<local>``, so that its
@@ -123,7 +128,11 @@ class Emitter:
 
     def call_function(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.fx.Node:
         what = _call_name(fn)
-        return _wrapped_if_marked(self._node("call_function", fn, tuple(args), kwargs, f"{self._scope}_{what}" if self._scope else what))
+        scoped = bool(self._scope) and bool(args) and isinstance(args[0], torch.fx.Node) and args[0] in self._scoped  # silu(cv1.bn(...)) is cv1's silu; cat([...]) is no one's
+        node = self._node("call_function", fn, tuple(args), kwargs, f"{self._scope}_{what}" if scoped else what)
+        if scoped:
+            self._scoped.add(node)
+        return _wrapped_if_marked(node)
 
     def size_of(self, value: torch.fx.Node) -> torch.fx.Node:
         """``value.shape[-2:]``, computed once per value (named ``<value>_shape``, ``<value>_size``
