@@ -40,6 +40,7 @@ import torch.fx
 
 from .contract import InputContract
 from .ir import IRGraph, IROp
+from .ops.apply import OutputOf
 from .weights import Declaration, ModuleDecl, ParameterDecl
 
 __all__ = ["Emitter", "PrimitiveGraph", "build_primitive_graph", "emit_graph"]
@@ -190,9 +191,14 @@ def build_primitive_graph(ir: IRGraph, contract: InputContract | None = None) ->
     for op in ir.ops:
         emitter.begin(op, _op_meta(op))
         result = op.op.emit(emitter, [env[a] for a in op.args], op.shapes, op.shape)
-        if result.meta.get("ir_op") == op.name and result not in holds:  # a node of this op (not an input passed through)
+        if isinstance(result, (list, tuple)):  # an op with several outputs: each is held by the value reading it (``X.0``)
+            env[op.name] = list(result)
+            continue
+        picked = isinstance(op.op, OutputOf) and result not in holds
+        if picked or (result.meta.get("ir_op") == op.name and result not in holds):  # a node of this op (not an input passed through)
             holds[result] = op.name
             result.meta["shape"] = op.shape
+            result.meta["ir_op"] = op.name
         env[op.name] = result
     values = [env[value] for _, value in ir.outputs]
     if ir.return_type == "dict":

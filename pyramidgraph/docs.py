@@ -40,6 +40,11 @@ _INTRO = {
     ),
     "fuse": "Fuse ops merge a node's resampled inputs into one map (`fuse:` of a node or of `defaults`). A node with one input skips fusion.",
     "post": "Post ops run in order after fusion (`post:` of a node or of `defaults`, a list).",
+    "apply": (
+        "Apply ops take a node's inputs as they are (`apply:` of a node, instead of `fuse`): each at its own "
+        "level, size and width, none resampled, so one op can read several resolutions (cross-level attention). "
+        "An op with several outputs is read as `node.0`, `node.1`..."
+    ),
 }
 
 
@@ -70,6 +75,10 @@ def _type(hint: Any) -> str:
         elif origin in (typing.Union, types.UnionType):
             for arg in typing.get_args(h):
                 walk(arg)
+        elif origin in (list, tuple):
+            parts.append(f"list of {_type(typing.get_args(h)[0]) if typing.get_args(h) else 'values'}")
+        elif origin is dict:
+            parts.append(f"mapping of names to {_type(typing.get_args(h)[1]) if typing.get_args(h) else 'values'}")
         else:
             parts.append({int: "integer", float: "number", bool: "boolean", str: "string", type(None): "null"}.get(h, getattr(h, "__name__", str(h))))
 

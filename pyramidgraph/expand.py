@@ -22,7 +22,7 @@ from . import errors
 from .errors import Issue, did_you_mean, format_path
 from .expr import ExprError, substitute
 from .loader import Document
-from .ops import FUSE, POST, RESAMPLE, FuseOp, OpError, PostOp, ResampleOp
+from .ops import APPLY, FUSE, POST, RESAMPLE, ApplyOp, FuseOp, OpError, PostOp, ResampleOp
 from .params import declarations
 from .reserved import reserved_reason
 from .schema import NAME_PATTERN
@@ -97,7 +97,9 @@ class NodeDecl:
     post: list[PostOp]
     edges: list[EdgeDecl]
     where: Where
-    block: str | None = None  # the shared block the node belongs to, if any
+    block: str | None = None  # the shared block (or the node or include named by ``share:``) whose weights the node uses
+    apply: ApplyOp | None = None  # ``apply:``: one op over the inputs as they are (then ``fuse`` is unused)
+    share_of: str | None = None  # ``share:``: the node or include (by id) whose weights the node uses
 
 
 @dataclass
@@ -208,6 +210,7 @@ class _Expander:
         self.input_names: set[str] = set()
         self.include_inputs: list[IncludeInput] = []  # every include's inputs, checked at the end
         self.included: dict[str, Document | None] = {}  # included specs read so far (None: refused, reported)
+        self.share_of: str | None = None  # in an include with ``share:``: the include whose weights its nodes use
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -562,7 +565,14 @@ class _Expander:
             inner.names[decl.name] = _IncludeAlias(scope, outer_ref)
             self.include_inputs.append(IncludeInput(decl.name, decl.level, outer_ref, w, scope))
         defaults = sub.defaults(doc.data, sub_env)
-        sub.expand_scope(doc.data["nodes"], sub_env, Where(("nodes",), ("nodes",), doc), inner, f"{module_prefix}{name}.", defaults, shared_block)
+        prefix, block = f"{module_prefix}{name}.", shared_block
+        if body.get("share") is not None:  # the weights of another include: its module paths, one owner
+            other = self.ev(body["share"], env, where + ("share",))
+            if not isinstance(other, str) or not _NAME.match(other):
+                raise self.fail(where + ("share",), f"share names an include whose weights this one uses, not {other!r}")
+            prefix, block = f"{module_prefix}{other}.", f"{scope.prefix}{other}"
+        sub.share_of = f"{scope.prefix}{other}" if body.get("share") is not None else self.share_of
+        sub.expand_scope(doc.data["nodes"], sub_env, Where(("nodes",), ("nodes",), doc), inner, prefix, defaults, block)
         self.node_count = sub.node_count
         outputs = outputs_of(sub, doc.data, sub_env, inner, resolve=False)
         self.pending_outputs.extend((sub, o, inner) for o in outputs)
@@ -602,7 +612,12 @@ class _Expander:
         if body.get("channels") is not None:
             channels = self.ev_int(body["channels"], env, where + ("channels",), "channels", 1, MAX_CHANNELS)
         fuse = self.make_op(FUSE, body["fuse"], env, where + ("fuse",)) if "fuse" in body else defaults["fuse"]
-        post = defaults["post"]
+        apply = None
+        if "apply" in body:
+            if "fuse" in body:
+                raise self.fail(where + ("apply",), f"node '{name}' has both apply and fuse; apply reads the inputs as they are and replaces the fuse: keep one", key=True)
+            apply = self.make_op(APPLY, body["apply"], env, where + ("apply",))
+        post = defaults["post"] if apply is None else []  # defaults.post is for template nodes; an apply node's post is its own
         if "post" in body:
             post = [self.make_op(POST, item, env, w) for item, w in self.expand_list(body["post"], env, where + ("post",))]
         policy = dict(defaults["resample"])
@@ -614,7 +629,13 @@ class _Expander:
         if not edges:
             raise self.fail(where + ("from",), f"node '{name}' has no inputs")
         node_id = scope.prefix + name
-        decl = NodeDecl(node_id, module_prefix + name, level, channels, fuse, post, edges, where, shared_block)
+        module, block = module_prefix + name, shared_block
+        if body.get("share") is not None:
+            other = self.ev(body["share"], env, where + ("share",))
+            if not isinstance(other, str) or not _NAME.match(other):
+                raise self.fail(where + ("share",), f"share names a node whose weights this one uses, not {other!r}")
+            module, block = module_prefix + other, scope.prefix + other
+        decl = NodeDecl(node_id, module, level, channels, fuse, post, edges, where, block, apply, block if body.get("share") is not None else self.share_of)
         self.nodes[node_id] = decl
 
     def edge(self, item: Any, env: dict[str, Any], where: Where, policy: dict[str, Any], scope: Scope) -> EdgeDecl:
@@ -676,6 +697,10 @@ class _Expander:
         tap = ""
         if ref.endswith(".pre") and ref != ".pre":
             ref, tap = ref[: -len(".pre")], ".pre"
+        base, _, last = ref.rpartition(".")
+        if base and last.isdigit() and not tap:  # ``X.1``: output 1 of an op with several outputs
+            resolved = self.resolve(base, scope, depth + 1)
+            return None if resolved is None else f"{resolved}.{int(last)}"
         head, *rest = ref.split(".")
         current: Scope | None = scope
         while current is not None and head not in current.names:
@@ -868,11 +893,12 @@ def outputs_of(ex: _Expander, data: dict, env: dict[str, Any], root: Scope, reso
 
 
 def _output_name(ref: Any) -> Any:
-    """A list output is named after its node: ``cell.P3_out`` -> ``P3_out``, ``P4.pre`` stays."""
+    """A list output is named after its node: ``cell.P3_out`` -> ``P3_out``; ``P4.pre`` and an
+    op's output ``halves.1`` keep their node's name."""
     if not isinstance(ref, str):
         return ref
     parts = ref.split(".")
-    return ".".join(parts[-2:]) if parts[-1] == "pre" and len(parts) > 1 else parts[-1]
+    return ".".join(parts[-2:]) if (parts[-1] == "pre" or parts[-1].isdigit()) and len(parts) > 1 else parts[-1]
 
 
 def _image(ex: _Expander, doc: Document, image: Any) -> tuple[int, int] | None:

@@ -18,8 +18,11 @@ __all__ = ["dataflow", "check_graph", "topological_order"]
 
 
 def base_of(source: str) -> str:
-    """The node or input a reference reads, without its ``.pre`` tap."""
-    return source[: -len(".pre")] if source.endswith(".pre") else source
+    """The node or input a reference reads, without its ``.pre`` tap or output index (``X.1``)."""
+    if source.endswith(".pre"):
+        return source[: -len(".pre")]
+    head, _, last = source.rpartition(".")
+    return head if head and last.isdigit() else source
 
 
 def dataflow(flat: FlatSpec) -> nx.DiGraph:

@@ -28,7 +28,8 @@ class IROp:
     args: list[str]
     """Value names read: tensor inputs, then (for size-based upsampling) the size reference."""
     shapes: list[FeatureShape]
-    shape: FeatureShape
+    shape: FeatureShape | tuple[FeatureShape, ...]
+    """The result's shape; a tuple for an op with several outputs (``OutputOf`` ops pick them)."""
     meta: dict[str, Any] = field(default_factory=dict)
     """``node``: the spec node id; ``role``: ``edge``, ``fuse`` or ``post``; ``where``: its spec place."""
 
@@ -53,9 +54,10 @@ class IRGraph:
         return [(name, shape) for name, (_, shape) in zip(names, self.inputs)]
 
     def values(self) -> dict[str, FeatureShape]:
-        """Shape of every value, inputs included."""
+        """Shape of every value, inputs included (an op with several outputs is not one value:
+        its outputs ``X.0``, ``X.1``... are)."""
         shapes = dict(self.inputs)
-        shapes.update((op.name, op.shape) for op in self.ops)
+        shapes.update((op.name, op.shape) for op in self.ops if isinstance(op.shape, FeatureShape))
         return shapes
 
     def users(self) -> dict[str, list[IROp]]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Iterable, Sequence
 
-from .errors import Issue
+from .errors import Issue, did_you_mean
 from .expand import EdgeDecl, FlatSpec, NodeDecl
 from .graph import base_of, dataflow, topological_order
 from .ir import IRGraph, IROp
@@ -37,6 +37,11 @@ by the machine running out of memory. The largest necks in use hold about 0.1 G 
 
 def _slug(ref: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", ref)
+
+
+def _widths_of(shape: FeatureShape | tuple[FeatureShape, ...]) -> int | tuple[int, ...]:
+    """The width of a value, or the widths of an op's several outputs."""
+    return shape.channels if isinstance(shape, FeatureShape) else tuple(s.channels for s in shape)
 
 
 def _widths(channels: tuple[int, ...]) -> str:
@@ -66,6 +71,7 @@ class _Lowering:
         self.size_refs: dict[int, str] = {}
         self.shared: dict[str, tuple[tuple, str]] = {}
         self.sources: dict[str, str] = {}
+        self.output_counts: dict[str, int] = {}  # node -> how many outputs its apply op gives, when more than one
         self.module_owners: dict[str, str] = {}  # module path -> the node (or shared block) owning it
 
     def input_shapes(self, sizes: Sequence[tuple[int, int] | None] | None = None) -> list[tuple[str, FeatureShape]]:
@@ -95,14 +101,19 @@ class _Lowering:
 
     def add(self, name: str, module: str, op, args: list[str], shape: FeatureShape, node: NodeDecl, role: str) -> str:
         shapes = [self.values[a] for a in args]
-        signature = (op, tuple(s.channels for s in shapes), shape.channels)
+        signature = (op, tuple(_widths_of(s) for s in shapes), _widths_of(shape))
         if op.has_parameters:
             owner = node.block or node.id
             first_owner = self.module_owners.setdefault(module, owner)
-            if first_owner != owner:
+            if first_owner != owner and not (node.block and (first_owner == node.block or first_owner.startswith(node.block + "."))):
                 raise ShapeError(f"'{node.id}' would keep its weights at '{module}', where '{first_owner}' keeps its own; rename the node or block so their names differ")
-        if node.block and op.has_parameters:
+        if op.has_parameters:
             first = self.shared.setdefault(module, (signature, node.id))
+            if node.share_of and first[1] != node.id and first[0] != signature:
+                raise ShapeError(
+                    f"share: '{node.id}' uses the weights of '{node.share_of}', but '{module}' is {first[0][0].label()} with {_widths(first[0][1])} -> {first[0][2]} channels "
+                    f"in '{first[1]}' and {signature[0].label()} with {_widths(signature[1])} -> {signature[2]} in '{node.id}'; shared weights need the same ops and widths"
+                )
             if first[0][0] != signature[0]:
                 raise ShapeError(
                     f"shared block: '{module}' is {first[0][0].params()} in '{first[1]}' but {signature[0].params()} in '{node.id}'; "
@@ -114,7 +125,7 @@ class _Lowering:
                     f"and by '{node.id}' with {_widths(signature[1])} -> {signature[2]}; set share: false or make the widths equal"
                 )
         self.ops.append(IROp(name, module, op, args, shapes, shape, {"node": node.id, "role": role, "where": node.where, "source": self.source_of(node)}))
-        self.values[name] = shape
+        self.values[name] = shape  # a tuple of shapes for an op with several outputs
         return name
 
     def chain(self, edge: EdgeDecl, source: FeatureShape, target: FeatureShape) -> list[tuple[str, ResampleOp]]:
@@ -135,7 +146,7 @@ class _Lowering:
         """Add the edge's resample ops; ``final`` names the last value (the node itself when
         the edge is all the node does); ``slug`` names the edge (unique within the node)."""
         slug = slug or _slug(edge.ref)
-        value = self.node_values[edge.source]
+        value = self.read(node, edge)
         shape = self.values[value]
         target = FeatureShape(width if width is not None else shape.channels, level, None)
         if level in self.size_refs:
@@ -166,13 +177,61 @@ class _Lowering:
         if (shape.channels, shape.level) != (target.channels, target.level):
             ops = " -> ".join(op.label() for _, op in chain)
             raise ShapeError(
-                f"input '{edge.ref}' ({self.values[self.node_values[edge.source]].describe()}) through [{ops}] "
+                f"input '{edge.ref}' ({self.values[self.read(node, edge)].describe()}) through [{ops}] "
                 f"gives {shape.channels} channels at level {shape.level}, but '{node.id}' needs {target.channels} at level {target.level}"
             )
         return value
 
+    def read(self, node: NodeDecl, edge: EdgeDecl) -> str:
+        """The value an edge reads; an op's several outputs are read one at a time (``X.1``)."""
+        base = base_of(edge.source)
+        count = self.output_counts.get(base)
+        if edge.source in self.node_values and not (count and edge.source == base):
+            return self.node_values[edge.source]
+        if count is None:
+            raise ShapeError(f"input '{edge.ref}': '{base}' has one output; read it as '{edge.ref.rpartition('.')[0]}'")
+        if edge.source == base:
+            raise ShapeError(f"input '{edge.ref}': '{base}' has {count} outputs; read one of them: {', '.join(f'{edge.ref}.{i}' for i in range(count))}")
+        raise ShapeError(f"input '{edge.ref}': '{base}' has {count} outputs: {', '.join(f'{edge.ref.rpartition(chr(46))[0]}.{i}' for i in range(count))}")
+
+    def lower_apply(self, node: NodeDecl) -> None:
+        """A node with ``apply:``: one op over its inputs as they are, at their own levels."""
+        op = node.apply
+        for edge in node.edges:
+            if edge.via is not None:
+                raise ShapeError(f"input '{edge.ref}': an apply node reads its inputs as they are, so it takes no via; resample in a node before it")
+        args = [self.read(node, edge) for edge in node.edges]
+        if len(args) < op.min_inputs or (op.max_inputs is not None and len(args) > op.max_inputs):
+            wanted = f"{op.min_inputs}" if op.max_inputs == op.min_inputs else f"at least {op.min_inputs}" if op.max_inputs is None else f"{op.min_inputs} to {op.max_inputs}"
+            raise ShapeError(f"apply '{op.name}' takes {wanted} input{'s' if wanted != '1' else ''}, got {len(args)}")
+        shapes = [self.values[a] for a in args]
+        out = op.infer(shapes, node.channels)
+        if isinstance(out, list):
+            if node.post:
+                raise ShapeError(f"'{node.id}' has {len(out)} outputs (apply '{op.name}'), so it takes no post ops; apply them in nodes reading {node.id}.0, {node.id}.1, ...")
+            if node.level is not None and any(s.level != node.level for s in out):
+                raise ShapeError(f"'{node.id}' declares level {node.level} but apply '{op.name}' gives levels {', '.join(str(s.level) for s in out)}")
+            whole = self.add(f"{node.id}.outputs", f"{node.module}.apply", op, args, tuple(out), node, "apply")
+            from .ops.apply import OutputOf
+
+            for index, shape in enumerate(out):
+                value = self.add(f"{node.id}.{index}", f"{node.module}.apply", OutputOf(index), [whole], shape, node, "apply")
+                self.node_values[f"{node.id}.{index}"] = value
+                self.size_refs.setdefault(shape.level, value)
+            self.node_values[node.id] = self.node_values[f"{node.id}.0"]
+            self.output_counts[node.id] = len(out)
+            return
+        if node.level is not None and out.level != node.level:
+            raise ShapeError(f"'{node.id}' declares level {node.level} but apply '{op.name}' gives level {out.level}")
+        value = self.add(f"{node.id}.pre" if node.post else node.id, f"{node.module}.apply", op, args, out, node, "apply")
+        self.finish(node, value, out.level)
+
     def lower_node(self, node: NodeDecl) -> None:
-        sources = [self.values[self.node_values[e.source]] for e in node.edges]
+        if node.share_of and node.share_of not in self.flat.nodes and not any(n.startswith(node.share_of + ".") for n in self.flat.nodes):
+            raise ShapeError(f"share: there is no node or include '{node.share_of}' whose weights '{node.id}' could use{did_you_mean(node.share_of, self.flat.nodes)}")
+        if node.apply is not None:
+            return self.lower_apply(node)
+        sources = [self.values[self.read(node, e)] for e in node.edges]
         level = node.level if node.level is not None else sources[0].level
         width = node.channels if (node.fuse.projects_inputs or len(node.edges) == 1) else None
         alone = node.id if len(node.edges) == 1 and not node.post else None
@@ -189,6 +248,10 @@ class _Lowering:
             value = self.add(f"{node.id}.pre" if node.post else node.id, f"{node.module}.fuse", node.fuse, args, fused_shape, node, "fuse")
         else:
             value = args[0]
+        self.finish(node, value, level)
+
+    def finish(self, node: NodeDecl, value: str, level: int) -> None:
+        """The node's post ops after its fusion (or apply) result ``value``; record the node."""
         self.node_values[node.id + ".pre"] = value
         shape = self.values[value]
         for index, op in enumerate(node.post):
@@ -230,6 +293,17 @@ def lower(doc: Document, flat: FlatSpec, input_sizes: Sequence[tuple[int, int] |
     too_large = _weights_too_large(doc, flat, lowering.ops)
     if too_large is not None:
         return None, [too_large]
+    for o in flat.outputs:
+        base = base_of(o.source)
+        count = lowering.output_counts.get(base)
+        if count and o.source == base:
+            lowering.issues.append(o.where.issue(doc, f"'{o.ref}' has {count} outputs; return one of them: {', '.join(f'{o.ref}.{i}' for i in range(count))}"))
+        elif o.source not in lowering.node_values:
+            stem = o.ref.rpartition(".")[0]
+            told = f"{count} outputs: {', '.join(f'{stem}.{i}' for i in range(count))}" if count else f"one output; return it as '{stem}'"
+            lowering.issues.append(o.where.issue(doc, f"'{o.ref}': '{base}' has {told}"))
+    if lowering.issues:
+        return None, lowering.issues
     outputs = [(o.name, lowering.node_values[o.source]) for o in flat.outputs]
     ir = IRGraph(flat.name, inputs, lowering.ops, outputs, return_type=flat.return_type, node_values=lowering.node_values, meta={"doc": flat.doc, "params": flat.params})
     ir.check()

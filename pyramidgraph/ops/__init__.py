@@ -4,7 +4,7 @@ To add an op, write one class in the module of its kind (``resample.py``, ``fuse
 ``post.py``) and decorate it with the registry's ``register``; nothing else needs to change.
 """
 
-from . import attention, csp, fpg, fuse, gates, interpolate, post, resample  # noqa: F401  (registration side effects)
-from .base import FUSE, POST, REGISTRIES, RESAMPLE, FuseOp, Op, OpError, PostOp, Registry, ResampleOp
+from . import apply, attention, csp, fpg, fuse, gates, interpolate, post, resample  # noqa: F401  (registration side effects)
+from .base import APPLY, FUSE, POST, REGISTRIES, RESAMPLE, ApplyOp, FuseOp, Op, OpError, PostOp, Registry, ResampleOp
 
-__all__ = ["FUSE", "POST", "REGISTRIES", "RESAMPLE", "FuseOp", "Op", "OpError", "PostOp", "Registry", "ResampleOp"]
+__all__ = ["APPLY", "FUSE", "POST", "REGISTRIES", "RESAMPLE", "ApplyOp", "FuseOp", "Op", "OpError", "PostOp", "Registry", "ResampleOp"]

@@ -19,8 +19,10 @@ language, the schema, the docs and the CLI's ``list-ops`` to know it:
         def emit(self, e, args, shapes, out):  # declares the module; the materialise stage builds it
             return e.call_module("", declare(nn.BatchNorm2d, out.channels, eps=self.eps), args[0])
 
-There are three kinds: ``resample`` ops sit on an edge and bring a source to its target's level
-and width, ``fuse`` ops merge a node's resampled inputs, ``post`` ops run in order after fusion.
+There are four kinds: ``resample`` ops sit on an edge and bring a source to its target's level
+and width, ``fuse`` ops merge a node's resampled inputs, ``post`` ops run in order after fusion,
+and ``apply`` ops take a node's inputs as they are, at their own levels (cross-level attention),
+with one output or several.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..codegen import Emitter
 
-__all__ = ["Op", "ResampleOp", "FuseOp", "PostOp", "Registry", "OpError", "RESAMPLE", "FUSE", "POST", "REGISTRIES", "internal", "one_call_when_traced"]
+__all__ = ["Op", "ResampleOp", "FuseOp", "PostOp", "ApplyOp", "Registry", "OpError", "RESAMPLE", "FUSE", "POST", "APPLY", "REGISTRIES", "internal", "one_call_when_traced"]
 
 
 class OpError(ValueError):
@@ -176,6 +178,23 @@ class PostOp(Op):
         return x
 
 
+@dataclass(frozen=True)
+class ApplyOp(Op):
+    """An op a node applies to its inputs *as they are* (``apply:``): each at its own level, size
+    and width, none resampled, so an op can read several resolutions at once (cross-level
+    attention) and decide its output's level itself. ``infer`` gets every input's shape and the
+    node's declared width; it returns the output's shape, or a list of shapes for an op with
+    several outputs (read as ``node.0``, ``node.1``...), and ``emit`` returns a node, or a list
+    of nodes in the same order."""
+
+    kind: ClassVar[str] = "apply"
+    min_inputs: ClassVar[int] = 1
+    max_inputs: ClassVar[int | None] = None
+
+    def infer(self, xs: list[FeatureShape], channels: int | None) -> FeatureShape | list[FeatureShape]:
+        raise NotImplementedError
+
+
 class Registry:
     """Maps spec names (and aliases with preset parameters) to op classes of one kind."""
 
@@ -231,7 +250,7 @@ class Registry:
             problem = _type_problem(value, hints[key])
             if problem:
                 raise OpError(f"{self.kind} op '{name}': parameter '{key}' {problem}")
-            values[key] = value
+            values[key] = frozen(value)
         op = cls(**values)
         for key, value in op.params().items():
             if key in _POSITIVE and isinstance(value, int) and not 1 <= value <= _POSITIVE[key]:
@@ -242,6 +261,31 @@ class Registry:
             if limits and isinstance(value, (int, float)) and not isinstance(value, bool) and not limits[0] <= value <= limits[1]:
                 raise OpError(f"{self.kind} op '{name}': parameter '{key}' must be {limits[2]}, not {value}")
         return op
+
+
+class FrozenDict(dict):
+    """A mapping parameter's value: a dict that cannot change and hashes, so that an op holding
+    one stays a frozen, hashable dataclass (ops are compared and hashed by the passes)."""
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(sorted(self.items(), key=lambda item: item[0])))
+
+    def _immutable(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("an op's parameters cannot change")
+
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _immutable  # type: ignore[assignment]
+
+    def __reduce__(self):
+        return (FrozenDict, (dict(self),))
+
+
+def frozen(value: Any) -> Any:
+    """``value`` with lists as tuples and mappings as :class:`FrozenDict`, all the way down."""
+    if isinstance(value, (list, tuple)):
+        return tuple(frozen(v) for v in value)
+    if isinstance(value, Mapping):
+        return FrozenDict({k: frozen(v) for k, v in value.items()})
+    return value
 
 
 @functools.cache
@@ -280,11 +324,18 @@ def split_op_item(item: Any) -> tuple[str, Any]:
 RESAMPLE = Registry("resample", ResampleOp)
 FUSE = Registry("fuse", FuseOp)
 POST = Registry("post", PostOp)
-REGISTRIES: dict[str, Registry] = {r.kind: r for r in (RESAMPLE, FUSE, POST)}
+APPLY = Registry("apply", ApplyOp)
+REGISTRIES: dict[str, Registry] = {r.kind: r for r in (RESAMPLE, FUSE, POST, APPLY)}
 
 
 def _schema_of(hint: Any) -> dict[str, Any]:
     origin = typing.get_origin(hint)
+    if origin in (list, tuple):  # list[int], tuple[int, ...]: a YAML list
+        (item, *_rest) = typing.get_args(hint) or (Any,)
+        return {"type": "array", "items": _schema_of(item)} if item is not Any else {"type": "array"}
+    if origin is dict:  # dict[str, int]: a YAML mapping
+        _key, value = typing.get_args(hint) or (str, Any)
+        return {"type": "object", "additionalProperties": _schema_of(value)} if value is not Any else {"type": "object"}
     if origin is Literal:
         return {"enum": list(typing.get_args(hint))}
     if origin in (typing.Union, types.UnionType):
@@ -306,6 +357,26 @@ def _schema_of(hint: Any) -> dict[str, Any]:
 def _type_problem(value: Any, hint: Any) -> str | None:
     """Why ``value`` does not fit ``hint``, or None when it does."""
     origin = typing.get_origin(hint)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return f"must be a list, not {value!r}"
+        (item, *_rest) = typing.get_args(hint) or (Any,)
+        for index, entry in enumerate(value):
+            problem = None if item is Any else _type_problem(entry, item)
+            if problem:
+                return f"[{index}] {problem}"
+        return None
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            return f"must be a mapping, not {value!r}"
+        _key, item = typing.get_args(hint) or (str, Any)
+        for key, entry in value.items():
+            problem = None if item is Any else _type_problem(entry, item)
+            if not isinstance(key, str):
+                return f"keys must be names, not {key!r}"
+            if problem:
+                return f"[{key!r}] {problem}"
+        return None
     if origin is Literal:
         allowed = typing.get_args(hint)
         if value in allowed and type(value) is type(allowed[allowed.index(value)]):

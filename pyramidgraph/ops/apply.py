@@ -1,0 +1,100 @@
+"""Apply ops: what a node with ``apply:`` does to its inputs, read as they are.
+
+* ``split`` (apply): one input cut along its channels into ``parts`` equal pieces, or pieces of
+  the widths ``sizes`` lists: several outputs, read as ``node.0``, ``node.1``... (YOLO's C2f
+  halves, a CSP's two paths, a map's attention and value parts).
+* ``concat_levels`` (apply): every input brought to the first input's size by nearest
+  interpolation and concatenated, for necks that gather all levels into one map (HRFPN):
+  shown here as the simplest op that reads several levels at their own sizes.
+
+Attention across levels (the Feature Pyramid Transformer's grounding and rendering
+transformers) are apply ops too: see :mod:`.transformer`.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+
+from ..shape import ShapeError
+from .base import APPLY, ApplyOp
+
+__all__ = ["Split", "ConcatLevels", "OutputOf"]
+
+
+@APPLY.register("split", chunk={})
+@dataclass(frozen=True)
+class Split(ApplyOp):
+    """Cut one map along its channels: into ``parts`` equal pieces, or into pieces of the widths
+    ``sizes`` lists (which must add up to the input's width). Outputs: ``node.0``, ``node.1``..."""
+
+    parts: int = 2
+    sizes: tuple[int, ...] | None = None
+
+    shorthand = "parts"
+    max_inputs = 1
+
+    def label(self) -> str:
+        return f"split {'/'.join(map(str, self.sizes))}" if self.sizes else f"split /{self.parts}"
+
+    def widths(self, channels: int) -> list[int]:
+        if self.sizes is not None:
+            if not self.sizes or any(s < 1 for s in self.sizes):
+                raise ShapeError(f"split: sizes must be positive widths, got {list(self.sizes)}")
+            if sum(self.sizes) != channels:
+                raise ShapeError(f"split: sizes {list(self.sizes)} add up to {sum(self.sizes)} channels, but the input has {channels}")
+            return list(self.sizes)
+        if channels % self.parts:
+            raise ShapeError(f"split: {channels} channels do not divide into {self.parts} equal parts; give sizes instead")
+        return [channels // self.parts] * self.parts
+
+    def infer(self, xs, channels):
+        return [xs[0].with_(channels=width) for width in self.widths(xs[0].channels)]
+
+    def emit(self, e, args, shapes, out):
+        import torch
+
+        pieces = e.call_function(torch.split, args[0], self.widths(shapes[0].channels), 1)
+        return [e.call_function(operator.getitem, pieces, index) for index in range(len(out))]
+
+
+@APPLY.register("concat_levels")
+@dataclass(frozen=True)
+class ConcatLevels(ApplyOp):
+    """Every input resized to the first input's map (nearest interpolation to its size) and
+    concatenated along channels; the output is at the first input's level."""
+
+    min_inputs = 2
+
+    def label(self) -> str:
+        return "concat levels"
+
+    def infer(self, xs, channels):
+        first = xs[0]
+        return first.with_(channels=sum(x.channels for x in xs))
+
+    def emit(self, e, args, shapes, out):
+        import torch
+        import torch.nn.functional as F
+
+        size = e.size_of(args[0])
+        resized = [args[0]] + [e.call_function(F.interpolate, x, size=size, mode="nearest") for x in args[1:]]
+        return e.call_function(torch.cat, resized, 1)
+
+
+@dataclass(frozen=True)
+class OutputOf(ApplyOp):
+    """Internal (not a spec op): output ``index`` of an op with several outputs, the value a
+    reference ``node.<index>`` reads. It adds no graph node: the op's ``emit`` returned its
+    outputs as a list, and this picks one."""
+
+    index: int = 0
+
+    def label(self) -> str:
+        return f"output {self.index}"
+
+    def infer(self, xs, channels):  # pragma: no cover - lowering gives the shape directly
+        raise NotImplementedError
+
+    def emit(self, e, args, shapes, out):
+        return args[0][self.index]

@@ -1,0 +1,103 @@
+"""``apply`` nodes: one op over inputs at their own levels, ops with several outputs, and
+``share:`` (weights of another node or include)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import pyramidgraph
+
+BASE = """
+pyramidgraph: 1
+example: {in_channels: [16, 32], image: 64}
+inputs: {C3: {level: 3}, C4: {level: 4, optional: true}}
+nodes:
+  halves: {from: [C3], apply: {split: 2}}
+%s
+"""
+
+
+def _issues(body: str) -> list[str]:
+    with pytest.raises(pyramidgraph.SpecError) as info:
+        pyramidgraph.compile(BASE % body)
+    return [issue.format() for issue in info.value.issues]
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("  A: {from: [halves], post: [conv3x3]}\noutputs: [A]", "<string>:7:3: nodes.A: input 'halves': 'halves' has 2 outputs; read one of them: halves.0, halves.1"),
+        ("  A: {from: [halves.2], post: [conv3x3]}\noutputs: [A, halves.0]", "<string>:7:3: nodes.A: input 'halves.2': 'halves' has 2 outputs: halves.0, halves.1"),
+        ("  A: {from: [C3.0], post: [conv3x3]}\noutputs: [A, halves.0]", "<string>:7:3: nodes.A: input 'C3.0': 'C3' has one output; read it as 'C3'"),
+        ("outputs: [halves]", "<string>:7:11: outputs[0]: 'halves' has 2 outputs; return one of them: halves.0, halves.1"),
+        ("outputs: [halves.0, halves.3]", "<string>:7:21: outputs[1]: 'halves.3': 'halves' has 2 outputs: halves.0, halves.1"),
+        ("  A: {from: [C3, C4], apply: {split: 3}}\noutputs: [A.0, halves.0]", "<string>:7:3: nodes.A: apply 'split' takes 1 input, got 2"),
+        ("  A: {from: [C3], apply: {split: 3}}\noutputs: [A.0, halves.0]", "<string>:7:3: nodes.A: split: 16 channels do not divide into 3 equal parts; give sizes instead"),
+        ("  A: {from: [C3], apply: {split: {sizes: [4, 4]}}}\noutputs: [A.0, halves.0]", "<string>:7:3: nodes.A: split: sizes [4, 4] add up to 8 channels, but the input has 16"),
+        ("  A: {from: [C3], apply: {split: {sizes: [4, x]}}}\noutputs: [A.0, halves.0]", "<string>:7:46: nodes.A.apply.split.sizes[1]: expected integer, got string 'x'"),
+        ("  A: {from: [C3, C4], apply: split, fuse: sum}\noutputs: [A.0, halves.0]", "<string>:7:23: nodes.A.apply: node 'A' has both apply and fuse; apply reads the inputs as they are and replaces the fuse: keep one"),
+        ("  A: {from: [halves.0, C4], apply: concat_levels, level: 4}\noutputs: [A, halves.1]", "<string>:7:3: nodes.A: 'A' declares level 4 but apply 'concat_levels' gives level 3"),
+        (
+            "  A: {from: [halves.0, {from: C4, via: [nearest]}], apply: concat_levels}\noutputs: [A, halves.1]",
+            "<string>:7:3: nodes.A: input 'C4': an apply node reads its inputs as they are, so it takes no via; resample in a node before it",
+        ),
+        (
+            "  A: {from: [halves.0], post: [conv3x3]}\n  B: {from: [C4], share: A, post: [conv3x3]}\noutputs: [A, B]",
+            "<string>:8:3: nodes.B: share: 'B' uses the weights of 'A', but 'A.post0' is conv3x3 with 8 -> 8 channels in 'A' and conv3x3 with 32 -> 32 in 'B'; shared weights need the same ops and widths",
+        ),
+        ("  A: {from: [halves.0], post: [conv3x3]}\n  B: {from: [halves.1], share: Q, post: [conv3x3]}\noutputs: [A, B]", "<string>:8:3: nodes.B: share: there is no node or include 'Q' whose weights 'B' could use"),
+    ],
+)
+def test_bad_apply_and_share_specs_are_refused_where_they_are_written(body, message):
+    assert _issues(body) == [message]
+
+
+def test_split_outputs_are_the_channel_pieces_and_keep_their_names():
+    neck = pyramidgraph.compile(BASE % "  A: {from: [C3], apply: {split: {sizes: [4, 12]}}}\noutputs: [A.0, A.1, halves.1]")
+    assert neck.output_names == ["A.0", "A.1", "halves.1"]
+    x = torch.randn(2, 16, 8, 8)
+    a0, a1, h1 = neck([x, torch.randn(2, 32, 4, 4)])
+    assert torch.equal(a0, x[:, :4]) and torch.equal(a1, x[:, 4:]) and torch.equal(h1, x[:, 8:])
+    names = [n.name for n in neck.graph.nodes]
+    assert "a_0" in names and "a_1" in names and "halves_1" in names
+
+
+def test_an_apply_node_reads_each_input_at_its_own_size():
+    neck = pyramidgraph.compile(BASE % "  G: {from: [C3, C4], apply: concat_levels}\noutputs: [G, halves.0]")
+    c3, c4 = torch.randn(1, 16, 8, 12), torch.randn(1, 32, 4, 6)
+    g, _ = neck([c3, c4])
+    assert g.shape == (1, 48, 8, 12)
+    assert torch.equal(g, torch.cat([c3, torch.nn.functional.interpolate(c4, size=(8, 12), mode="nearest")], 1))
+
+
+def test_a_shared_node_calls_the_other_nodes_modules():
+    neck = pyramidgraph.compile(BASE % "  A: {from: [halves.0], post: [conv3x3]}\n  B: {from: [halves.1], share: A, post: [conv3x3]}\noutputs: [A, B]")
+    assert list(neck.state_dict()) == ["A.post0.weight", "A.post0.bias"]
+    x = torch.randn(1, 16, 8, 8)
+    a, b = neck([x, torch.randn(1, 32, 4, 4)])
+    conv = neck.get_submodule("A.post0")
+    assert torch.equal(a, conv(x[:, :8])) and torch.equal(b, conv(x[:, 8:]))
+
+
+def test_an_include_shares_another_includes_weights():
+    spec = """
+pyramidgraph: 1
+example: {in_channels: [16, 32, 64], image: 64}
+inputs: {C3: {level: 3}, C4: {level: 4}, C5: {level: 5}}
+nodes:
+  first: {include: fpn, inputs: [C3, C4, C5], params: {channels: 16, first_level: 3, extra: none}}
+  second: {include: fpn, inputs: [first.P3, first.P4, first.P5], params: {channels: 16, first_level: 3, extra: none}, share: first}
+outputs: [second.P3, second.P4, second.P5]
+"""
+    with pytest.raises(pyramidgraph.SpecError) as info:  # first's inputs are 16, 32, 64 wide; second's all 16
+        pyramidgraph.compile(spec)
+    assert str(info.value).endswith(
+        "fpn.yaml:58:3: nodes.L4: share: 'second.L4' uses the weights of 'first', but 'first.L4.post0' is conv1x1 with 32 -> 16 channels in 'first.L4' "
+        "and conv1x1 with 16 -> 16 in 'second.L4'; shared weights need the same ops and widths (also in L5)"
+    )
+    same = spec.replace("[16, 32, 64]", "[16, 16, 16]")
+    neck = pyramidgraph.compile(same)
+    assert all(key.startswith("first.") for key in neck.state_dict())
+    calls = [n.target for n in neck.graph.nodes if n.op == "call_module"]
+    assert len(calls) == 2 * len(set(calls))  # every module of the FPN runs once per include
