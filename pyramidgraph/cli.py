@@ -372,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_list)
 
     p = sub.add_parser("list-ops", help="list the registered ops")
-    p.add_argument("kind", nargs="?", help="resample, fuse or post")
+    p.add_argument("kind", nargs="?", help="resample, fuse, post or apply")
     p.set_defaults(run=cmd_list_ops)
 
     p = sub.add_parser("convert", help="convert a reference neck (config + weights) to a spec and a checkpoint")
@@ -401,14 +401,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     color_help = "colour error messages: auto (when stderr is a terminal and NO_COLOR is unset), always or never"
     parser.add_argument("--color", choices=COLOR_MODES, default="auto", help=color_help)
+    plugin_help = "import MODULE first, which registers ops of its own (repeatable; a spec never loads code itself)"
+    parser.add_argument("--plugin", action="append", metavar="MODULE", default=[], help=plugin_help)
     for command in {id(p): p for p in sub.choices.values()}.values():  # also after the command; SUPPRESS keeps a value given before it
         command.add_argument("--color", choices=COLOR_MODES, default=argparse.SUPPRESS, help=color_help)
+        command.add_argument("--plugin", action="append", metavar="MODULE", dest="command_plugin", default=[], help=plugin_help)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.plugin or getattr(args, "command_plugin", None):
+            from .plugins import load_plugin
+
+            for module in [*args.plugin, *args.command_plugin]:
+                load_plugin(module)
         return args.run(args)
     except SpecError as exc:
         report(exc, args)

@@ -336,6 +336,11 @@ def save(graph: graphviz.Digraph, path: str | os.PathLike) -> str:
 # -- repeated blocks --------------------------------------------------------------------------------
 
 
+def _merge_of(node: Any) -> Any:
+    """What a box shows as the node's merge: its apply op, or its fuse when it has several inputs."""
+    return node.apply if node.apply is not None else node.fuse if len(node.edges) > 1 else None
+
+
 def _repetitions(node_id: str) -> list[tuple[str, int]]:
     """``(block path, repetition)`` for every repeated block around a node, outermost first.
 
@@ -383,7 +388,7 @@ def _blocks(flat: FlatSpec) -> dict[str, _Block]:
         if not reps:
             continue
         block, rep = reps[-1]
-        signature = (_local_name(node.id), tuple(_local_name(e.ref) for e in node.edges), node.fuse.label() if len(node.edges) > 1 else "", tuple(op.label() for op in node.post))
+        signature = (_local_name(node.id), tuple(_local_name(e.ref) for e in node.edges), _merge_of(node).label() if _merge_of(node) else "", tuple(op.label() for op in node.post))
         kinds.setdefault(_first_repetition(block), {}).setdefault(rep, set()).add(signature)
     blocks = {}
     for key, count in counts.items():
@@ -568,7 +573,7 @@ def _spec_boxes(analysis: Analysis, expand: bool, look: _Look = _DEFAULT_LOOK) -
                 info = every_block[first]
                 title = f"{name} x{count}" + (f" (repetitions differ{f'; {info.like} of {count} as drawn' if info.like > 1 else ''})" if info.differ else "")
             clusters.append((key, title))
-        fuse = node.fuse if len(node.edges) > 1 else None
+        fuse = _merge_of(node)
         post = [op.label() for op in node.post]
         tooltip = f"{node_id}: {_shape_text(shape)}" + (f"; fuse {fuse.label()}" if fuse else "") + (f"; post {', '.join(post)}" if post else "")
         boxes[node_id] = _Box(node_id, _local_name(node_id), shape, "node", fuse, post, node_id in outputs, clusters, tooltip, ops=look.ops)

@@ -128,8 +128,15 @@ def _object(keys: dict[str, str], properties: dict[str, Any], required: list[str
     return {"type": "object", "properties": props, "required": required, "additionalProperties": False}
 
 
-@lru_cache(maxsize=1)
 def _build() -> str:
+    """The schema's JSON text for the ops registered now (cached until a plugin adds one)."""
+    from .ops.base import GENERATION
+
+    return _build_for(GENERATION[0])
+
+
+@lru_cache(maxsize=4)
+def _build_for(generation: int) -> str:
     int_or_expr = _with_expr({"type": "integer"})
     bool_or_expr = _with_expr({"type": "boolean"})
     ref = {"type": "string", "minLength": 1}
@@ -303,8 +310,14 @@ def shipped_schema_text() -> str:
     return resources.files("pyramidgraph").joinpath("spec.schema.json").read_text(encoding="utf-8")
 
 
-@lru_cache(maxsize=1)
 def _validator() -> jsonschema.Draft202012Validator:
+    from .ops.base import GENERATION
+
+    return _validator_for(GENERATION[0])
+
+
+@lru_cache(maxsize=4)
+def _validator_for(generation: int) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(spec_schema())
 
 
@@ -394,6 +407,8 @@ def _translate(doc: Document, error: jsonschema.ValidationError) -> list[Issue]:
         plain = [i for i in candidates if branches[i].get("$ref") != "#/$defs/expr"]
         if not plain and isinstance(value, str) and "$" in value:
             plain = candidates
+        if isinstance(value, dict) and "op" not in value:  # `{name: params}`: not the `{op: name}` form
+            plain = [i for i in plain if branches[i].get("required") != ["op"]] or plain
         # (a string without '$' that fits only the expression branch is no expression: it is
         # a value of the wrong type, reported below as "expected an integer or a $expression")
         if plain:
@@ -415,6 +430,8 @@ def _translate(doc: Document, error: jsonschema.ValidationError) -> list[Issue]:
                 hint = did_you_mean(str(key), known)
                 if not hint and what == "key" and len(known) <= 12:
                     hint = f"; allowed keys: {', '.join(known)}"
+                elif not hint and what != "key":
+                    hint = f" (`pyramidgraph list-ops {what.split()[0]}` lists them; an op of a plugin is known once it is imported, or with --plugin)"
                 issues.append(doc.issue(path + (key,), f"unknown {what} '{key}'{hint}", key=True))
         return issues
     if kind == "required":

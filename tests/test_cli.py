@@ -210,7 +210,7 @@ def test_list_ops_of_one_kind_prints_whole_descriptions_aligned(capsys, monkeypa
 def test_list_ops_unknown_kind_exits_2(capsys):
     code, out, err = _run(capsys, "list-ops", "nope")
     assert code == 2
-    assert err.splitlines() == ["<command line>: list-ops: unknown op kind 'nope'; kinds: resample, fuse, post"]
+    assert err.splitlines() == ["<command line>: list-ops: unknown op kind 'nope'; kinds: resample, fuse, post, apply"]
 
 
 def test_schema_prints_the_schema_as_json(capsys):

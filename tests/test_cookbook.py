@@ -9,7 +9,9 @@ Python namespace (as a reader's session would):
 * ```console: each ``$ pyramidgraph ...`` line runs the CLI in-process (``> FILE`` redirects
   its output); the lines under it are its expected output, ``...`` matching any lines in
   between; a command with no lines under it must just succeed;
-* ```python: executed.
+* ```python: executed; one whose first line is ``# NAME.py`` is written to ``NAME.py`` instead (a
+  module the recipe imports, or the CLI loads with ``--plugin``). The recipe's directory is on
+  ``sys.path`` while it runs, and the ops its modules register are unregistered afterwards.
 
 torchvision is not a dependency: when it is missing, recipe 4 runs against a stand-in that
 builds the same modules under the same names and computes what torchvision computes (checked
@@ -153,6 +155,26 @@ def _apply_diff(block: Block) -> None:
 
 
 def _run_recipe(recipe: Recipe) -> dict:
+    from pyramidgraph.ops import REGISTRIES
+    from pyramidgraph.ops.base import GENERATION
+
+    registered = {kind: dict(registry.entries) for kind, registry in REGISTRIES.items()}
+    modules = set(sys.modules)
+    sys.path.insert(0, str(Path.cwd()))
+    try:
+        return _run_blocks(recipe)
+    finally:
+        sys.path.remove(str(Path.cwd()))
+        for kind, registry in REGISTRIES.items():
+            registry.entries.clear()
+            registry.entries.update(registered[kind])
+        GENERATION[0] += 1
+        for name in set(sys.modules) - modules:
+            if getattr(sys.modules[name], "__file__", "") and str(Path.cwd()) in sys.modules[name].__file__:
+                del sys.modules[name]
+
+
+def _run_blocks(recipe: Recipe) -> dict:
     namespace: dict = {"__name__": f"cookbook_{recipe.id}"}
     for block in recipe.blocks:
         if block.kind == "yaml":
@@ -163,6 +185,8 @@ def _run_recipe(recipe: Recipe) -> dict:
             _apply_diff(block)
         elif block.kind == "console":
             _console(block)
+        elif block.kind == "python" and re.fullmatch(r"# [\w]+\.py", block.text.splitlines()[0]):
+            Path(block.text.splitlines()[0][2:]).write_text(block.text, encoding="utf-8")
         elif block.kind == "python":
             name = f"cookbook.md:{block.line}"
             linecache.cache[name] = (len(block.text), None, block.text.splitlines(keepends=True), name)  # tracebacks show the snippet
@@ -240,7 +264,7 @@ def test_stand_in_computes_what_torchvision_computes():
 
 
 def test_cookbook_has_the_four_recipes_and_the_export_guide():
-    assert [r.title for r in RECIPES] == ["1. A neck from scratch", "2. A BiFPN variant", "3. Two necks in a chain", "4. Converting a checkpoint", "Exporting and distributed training"]
+    assert [r.title for r in RECIPES] == ["1. A neck from scratch", "2. A BiFPN variant", "3. Two necks in a chain", "4. Converting a checkpoint", "Exporting and distributed training", "An op of your own"]
     for recipe in RECIPES:
         assert {b.kind for b in recipe.blocks} >= {"python", "console"}, recipe.title
 

@@ -211,6 +211,7 @@ class Registry:
             assert name not in self.entries, f"{self.kind} op '{name}' registered twice"
             cls.name = name
             self.entries[name] = (cls, {})
+            GENERATION[0] += 1  # the schema and everything derived from the registries are rebuilt
             for alias, preset in aliases.items():
                 assert alias not in self.entries, f"{self.kind} op '{alias}' registered twice"
                 self.entries[alias] = (cls, dict(preset))
@@ -320,6 +321,10 @@ def split_op_item(item: Any) -> tuple[str, Any]:
             return str(name), params
     raise OpError(f"an op is a name, {{name: parameters}} or {{op: name, ...}}, not {item!r}")
 
+
+GENERATION = [0]
+"""Counts registrations, so that what is derived from the registries (the JSON Schema) is
+cached per set of registered ops and rebuilt when a plugin adds one."""
 
 RESAMPLE = Registry("resample", ResampleOp)
 FUSE = Registry("fuse", FuseOp)
