@@ -269,7 +269,7 @@ def test_registry_make_accepts_every_item_form():
     assert POST.make({"conv": {"kernel": 1, "bias": False}}).params()["bias"] is False
     assert POST.make({"op": "conv", "kernel": 7}).params()["kernel"] == 7
     assert POST.make({"conv": None}).params()["kernel"] == 3
-    assert FUSE.make("fast").params() == {"norm": "fast", "eps": 1e-4}
+    assert FUSE.make("fast").params() == {"norm": "fast", "eps": 1e-4, "per": "input"}
 
 
 @pytest.mark.parametrize(
