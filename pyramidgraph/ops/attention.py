@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from ..shape import ShapeError
 from ..weights import ModuleDecl
-from .base import POST, RESAMPLE, PostOp, ResampleOp
+from .base import POST, RESAMPLE, PostOp, ResampleOp, one_call_when_traced
 from .common import build_conv, build_norm, check_norm
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["AdaptivePool", "NonLocal"]
+__all__ = ["AdaptivePool", "NonLocal", "adaptive_max_pool", "adaptive_max_pool_symbolic"]
 
 
 @RESAMPLE.register("adaptive_pool", adaptive_maxpool={"mode": "max"}, adaptive_avgpool={"mode": "avg"})
@@ -46,10 +46,82 @@ class AdaptivePool(ResampleOp):
         return x.with_(level=target.level, size=target.size if x.size else None)
 
     def emit(self, e, args, shapes, out):
+        """``max`` calls :func:`adaptive_max_pool` (``F.adaptive_max_pool2d`` in eager mode, a
+        formulation ``torch.export`` keeps symbolic when compiling); ``avg`` calls
+        ``F.adaptive_avg_pool2d``, whose ``output_size`` is already ``SymInt[2]``."""
         import torch.nn.functional as F
 
-        pool = F.adaptive_max_pool2d if self.mode == "max" else F.adaptive_avg_pool2d
+        pool = adaptive_max_pool if self.mode == "max" else F.adaptive_avg_pool2d
         return e.call_function(pool, args[0], e.size_of(args[1]))
+
+
+def _adaptive_max_along(x: torch.Tensor, dim: int, out: Any) -> torch.Tensor:
+    """Adaptive max pooling of ``x`` to ``out`` along ``dim`` (2 or 3), with no tensor
+    dimension whose size is a window's length.
+
+    Window ``i`` is ``[floor(i * length / out), ceil((i + 1) * length / out))``, as ATen's
+    ``start_index`` and ``end_index``. A window-length dimension (a reshape, or a gather of
+    ``span`` taps) would be a size torch.export must decide things about (is it 1? is the
+    result contiguous?) that it cannot prove from the input dims, so every window length is
+    kept in index tensors instead:
+
+    * where ``out <= length``, an element lies in at most two windows (the first containing
+      it, ``floor(r * out / length)``, and the last, ``ceil((r + 1) * out / length) - 1``): two
+      ``scatter_reduce(amax)`` into ``-inf`` reach every element of every window;
+    * where ``out >= length``, a window holds at most two elements: the maximum of its first
+      and last element is its maximum.
+
+    Each part gives a maximum over elements of the window, and one of them the whole window's,
+    so the elementwise maximum of the two is exactly ATen's value, at every size, with no
+    branch on the sizes."""
+    import torch
+
+    length = x.shape[dim]
+    device = x.device
+    view = [1, 1, 1, 1]
+    view[dim] = -1
+    r = torch.arange(length, device=device)
+    first = torch.div(r * out, length, rounding_mode="floor")
+    last = torch.div((r + 1) * out + length - 1, length, rounding_mode="floor") - 1
+    shape = list(x.shape)
+    shape[dim] = out
+    pooled = x.new_full(shape, float("-inf"))
+    for index in (first, last):
+        pooled = pooled.scatter_reduce(dim, index.view(view).expand(x.shape), x, "amax", include_self=True)
+    i = torch.arange(out, device=device)
+    start = torch.div(i * length, out, rounding_mode="floor")
+    stop = torch.div((i + 1) * length + out - 1, out, rounding_mode="floor") - 1
+    # advanced indexing, not index_select: on CPU index_select along a non-last dim is ~20x slower
+    ends = (x[:, :, start], x[:, :, stop]) if dim == 2 else (x[..., start], x[..., stop])
+    return torch.maximum(pooled, torch.maximum(*ends))
+
+
+def adaptive_max_pool_symbolic(x: torch.Tensor, size: torch.Size) -> torch.Tensor:
+    """``F.adaptive_max_pool2d(x, size)`` of a 4-D map, written so that ``torch.export`` keeps
+    every size symbolic: the same values bit for bit at every size (maxima are exact, and a
+    rectangular window's maximum is the maximum over its rows of the maxima over its columns).
+    Gradients differ from ATen's only where a window has tied maxima: ATen gives the gradient
+    to the first, ``amax`` splits it between them."""
+    return _adaptive_max_along(_adaptive_max_along(x, 2, size[0]), 3, size[1])
+
+
+@one_call_when_traced
+def adaptive_max_pool(x: torch.Tensor, size: torch.Size) -> torch.Tensor:
+    """``F.adaptive_max_pool2d(x, size)``, in a form ``torch.export`` keeps symbolic.
+
+    ATen's ``adaptive_max_pool2d`` takes ``output_size`` as ``int[2]`` (``adaptive_avg_pool2d``
+    takes ``SymInt[2]``), so exporting with dynamic sizes specialised every size it depends on
+    to the example's. Under ``torch.export`` / ``torch.compile``
+    (``torch.compiler.is_compiling()``) it is :func:`adaptive_max_pool_symbolic` instead, equal
+    bit for bit; eager mode (and ``torch.jit.trace``, ``torch.fx``) keeps ATen's fused kernel,
+    about 5x faster on CPU (0.1 s against 0.55 s for 256x200x336 -> 50x84)."""
+    import torch.nn.functional as F
+
+    from ..contract import is_compiling  # torch.compiler.is_compiling, or torch._dynamo's before torch 2.3
+
+    if not is_compiling():
+        return F.adaptive_max_pool2d(x, size)
+    return adaptive_max_pool_symbolic(x, size)
 
 
 def _zero_weight_and_bias(module: Any) -> None:

@@ -66,23 +66,65 @@ class GlobalPoolGate(FuseOp):
 
 
 @one_call_when_traced
-def merge_resize(x: torch.Tensor, size: torch.Size, mode: str = "nearest") -> torch.Tensor:
-    """Resize ``x`` to ``size`` as mmcv's merge cells do (see the module docstring)."""
+def merge_resize(x: torch.Tensor, size: torch.Size, mode: str = "nearest", direction: str | None = None) -> torch.Tensor:
+    """Resize ``x`` to ``size`` as mmcv's merge cells do (see the module docstring).
+
+    In eager mode (and under ``torch.jit.trace`` and ``torch.fx``) the sizes decide, as mmcv's
+    ``BaseMergeCell._resize``: ``(height, width)`` tuples compared, so even maps whose sizes
+    do not follow their levels (a finer map narrower than a coarser one) resize as mmcv's do.
+
+    Under ``torch.export`` / ``torch.compile`` (``torch.compiler.is_compiling()``) those
+    comparisons would be guards on the sizes exported at: with floor chains (nasfpn's P6, P7
+    come from stride-2 max pools) torch cannot prove ``s // 2 != 2 * s`` for all ``s``. There
+    ``direction`` decides (``"up"``: interpolate, ``"down"``: pad and max pool), which the op's
+    emit passes from the levels of the source and target maps, decided when the neck was
+    compiled. It agrees with mmcv's comparison wherever a finer map is at least as large as a
+    coarser one on both sides (every pyramid of ceil or floor chains); where the two sizes
+    are equal (tiny maps) both directions give ``x``'s values exactly (interpolation to the
+    same size, pooling with kernel 1). Without ``direction`` (a call by hand, or two maps at
+    one level) the sizes decide there too."""
     import torch.nn.functional as F  # here, not at the top: checking a spec must not import torch
 
-    current = tuple(x.shape[-2:])
-    target = tuple(size)
-    if current == target:
-        return x
-    if current < target:
-        return F.interpolate(x, size=target, mode=mode)
-    height, width = current
-    # to the next multiple of the target (0 when it is one); padding by 0 is a no-op, so there
-    # is no branch on the sizes for torch.jit.trace to freeze
-    pad_h, pad_w = (-height) % target[0], (-width) % target[1]
+    from ..contract import is_compiling  # torch.compiler.is_compiling, or torch._dynamo's before torch 2.3
+
+    if direction is None or not is_compiling():
+        current = tuple(x.shape[-2:])
+        target = tuple(size)
+        if current == target:
+            return x
+        direction = "up" if current < target else "down"
+    if direction == "up":
+        return F.interpolate(x, size=size, mode=mode)
+    return _pad_and_max_pool(x, size)
+
+
+def _pad_and_max_pool(x: torch.Tensor, size: torch.Size) -> torch.Tensor:
+    """Zero padding (centred, extra at the bottom/right) to the next multiple of ``size``, then
+    max pooling with kernel = stride = the ratio; padding by 0 is a no-op, so nothing branches
+    on the sizes for ``torch.jit.trace`` to freeze.
+
+    ``F.max_pool2d`` takes its kernel as ``int[2]``, and the kernel here is a ratio of sizes
+    (``ceil(side / target side)``, not always ``2**level difference``: 22 -> 5 is 5), so under
+    ``torch.export`` / ``torch.compile`` (``torch.compiler.is_compiling()``) it would be
+    specialised to the size exported at; a reshape into ``kernel``-sized windows would make
+    export guard on the kernel (is it 1?), which it cannot prove from the input dims. There,
+    the padded map (exactly ``kernel * size``) is pooled adaptively to ``size`` instead
+    (:func:`~pyramidgraph.ops.attention.adaptive_max_pool_symbolic`): on an exact multiple its
+    windows are max_pool2d's, so the values are equal bit for bit. Eager mode keeps
+    ``F.max_pool2d``."""
+    import torch.nn.functional as F
+
+    from ..contract import is_compiling  # torch.compiler.is_compiling, or torch._dynamo's before torch 2.3
+    from .attention import adaptive_max_pool_symbolic
+
+    height, width = x.shape[-2:]
+    target_h, target_w = size[0], size[1]
+    kernel_h, kernel_w = -(-height // target_h), -(-width // target_w)
+    pad_h, pad_w = kernel_h * target_h - height, kernel_w * target_w - width  # (-side) % target, written so that the padded side is kernel * target
     x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2), mode="constant", value=0.0)
-    kernel = (x.shape[-2] // target[0], x.shape[-1] // target[1])
-    return F.max_pool2d(x, kernel_size=kernel, stride=kernel)
+    if is_compiling():
+        return adaptive_max_pool_symbolic(x, size)
+    return F.max_pool2d(x, kernel_size=(kernel_h, kernel_w), stride=(kernel_h, kernel_w))
 
 
 @RESAMPLE.register("merge_resize")
@@ -103,4 +145,10 @@ class MergeResize(ResampleOp):
         return x.with_(level=target.level, size=target.size if x.size else None)
 
     def emit(self, e, args, shapes, out):
-        return e.call_function(merge_resize, args[0], e.size_of(args[1]), self.mode)
+        """The direction for ``torch.export`` is decided here, from the levels (finer source:
+        pool down; coarser: interpolate up), so that the exported program has no branch on
+        sizes to guard on (see :func:`merge_resize`; eager mode compares sizes as mmcv); at
+        one level (sizes may still differ) the sizes decide, as mmcv."""
+        source, target = shapes[0].level, out.level
+        direction = "down" if source < target else "up" if source > target else None
+        return e.call_function(merge_resize, args[0], e.size_of(args[1]), self.mode, direction)
