@@ -41,7 +41,7 @@ import torch.fx
 from .contract import InputContract
 from .ir import IRGraph, IROp
 from .ops.apply import OutputOf
-from .weights import Declaration, ModuleDecl, ParameterDecl
+from .weights import Declaration, ExternalDecl, ModuleDecl, ParameterDecl
 
 __all__ = ["Emitter", "PrimitiveGraph", "build_primitive_graph", "emit_graph"]
 
@@ -104,7 +104,10 @@ class Emitter:
         """Call the module ``decl`` declares, at ``<op module path>.<local>`` (the path itself for "").
 
         In a shared block the later users of a path call the first user's declaration."""
-        target = f"{self.op.module}.{local}" if local else self.op.module
+        if isinstance(decl, ExternalDecl):  # the caller's module, held under its own name
+            target, local = f"external.{decl.name}", decl.name
+        else:
+            target = f"{self.op.module}.{local}" if local else self.op.module
         self.declarations.setdefault(target, decl)
         scope = local.rpartition(".")[0]
         self._scope = _var(scope) if scope else ""

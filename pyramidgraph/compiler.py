@@ -68,6 +68,8 @@ class Compilation:
     feature_info: Any = None
     device: str | None = None
     """Where ``materialise`` builds the weights (None: PyTorch's default device; ``"meta"``: shapes only)."""
+    modules: Mapping[str, Any] | None = None
+    """Modules of the caller's that the spec calls (``apply: {call: {module: NAME}}``), by name."""
 
     doc: Document | None = None
     """``load``: the parsed spec, with the position of every key and value."""
@@ -175,9 +177,29 @@ def _stage_primitives(c: Compilation) -> None:
 
 
 def _stage_materialise(c: Compilation) -> None:
-    from .weights import materialise
+    from torch import nn
 
-    c.weights = materialise(c.primitive.declarations, c.device)
+    from .weights import ExternalDecl, materialise
+
+    issues = []
+    for path, decl in c.primitive.declarations.items():
+        if isinstance(decl, ExternalDecl) and not isinstance((c.modules or {}).get(decl.name), nn.Module):
+            given = (c.modules or {}).get(decl.name)
+            what = "no such module was given" if given is None else f"it is a {type(given).__name__}, not an nn.Module"
+            (node,) = [n for n in c.primitive.graph.nodes if n.op == "call_module" and n.target == path][:1]
+            file, line, col = _position(node.meta.get("source") or c.doc.file)
+            issues.append(Issue(file, line, col, f"nodes.{node.meta['spec_node']}.apply", f"call: the spec calls module '{decl.name}' but {what}; compile(spec, modules={{'{decl.name}': module}})"))
+    if issues:
+        raise SpecError(issues)
+    c.weights = materialise(c.primitive.declarations, c.device, c.modules)
+
+
+def _position(source: str) -> tuple[str, int, int]:
+    """``file:line:col`` (as ``node.meta["source"]`` holds it) -> its parts (0, 0 when unknown)."""
+    parts = source.rsplit(":", 2)
+    if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+        return parts[0], int(parts[1]), int(parts[2])
+    return source, 0, 0
 
 
 def _stage_module(c: Compilation) -> None:
@@ -287,6 +309,7 @@ def compile(
     return_type: str | None = None,
     feature_info: Any = None,
     include_dirs: Sequence[str | os.PathLike] = (),
+    modules: Mapping[str, Any] | None = None,
     **param_overrides: Any,
 ) -> PyramidNeck:
     """Compile a spec to a :class:`PyramidNeck` (a ``torch.fx.GraphModule``): every stage.
@@ -299,10 +322,12 @@ def compile(
     feature names of a backbone or the outputs a detector head expects). ``feature_info``
     (a timm backbone's, see :mod:`pyramidgraph.adapters.timm`) gives the input widths and
     levels instead of ``in_channels``. ``include_dirs``: folders ``include:`` may read besides
-    the spec's own. Raises :class:`SpecError`.
+    the spec's own. ``modules``: modules of yours the spec calls by name (``apply: {call:
+    {module: NAME}}``), such as a backbone's stages for feedback into the backbone. Raises
+    :class:`SpecError`.
     """
     overrides = dict(params or {}, **param_overrides)
-    compilation = Compilation(spec, in_channels, image, overrides, include_dirs, tuple(passes), input_names, output_names, return_type, feature_info)
+    compilation = Compilation(spec, in_channels, image, overrides, include_dirs, tuple(passes), input_names, output_names, return_type, feature_info, modules=modules)
     return compilation.run().neck
 
 

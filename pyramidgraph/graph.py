@@ -100,8 +100,13 @@ def node_levels(flat: FlatSpec) -> dict[str, int]:
         node = flat.nodes.get(node_id)
         if node is None or node_id in levels:
             continue
-        first = node.edges[0].source if node.edges else None
-        level = node.level if node.level is not None else levels.get(base_of(first)) if first else None
+        sources = [levels.get(base_of(e.source)) if e.source else None for e in node.edges]
+        if node.level is not None:
+            level = node.level
+        elif node.apply is not None:  # the op decides (a stride-4 call is two levels down; a rendering transformer is at its query's level)
+            level = node.apply.level_of(sources) if None not in sources else None
+        else:
+            level = sources[0] if sources else None
         if level is not None:
             levels[node_id] = level
     return levels

@@ -211,11 +211,11 @@ class _Lowering:
                 raise ShapeError(f"'{node.id}' has {len(out)} outputs (apply '{op.name}'), so it takes no post ops; apply them in nodes reading {node.id}.0, {node.id}.1, ...")
             if node.level is not None and any(s.level != node.level for s in out):
                 raise ShapeError(f"'{node.id}' declares level {node.level} but apply '{op.name}' gives levels {', '.join(str(s.level) for s in out)}")
-            whole = self.add(f"{node.id}.outputs", f"{node.module}.apply", op, args, tuple(out), node, "apply")
+            whole = self.add(f"{node.id}.outputs", f"{node.module}.op", op, args, tuple(out), node, "apply")
             from .ops.apply import OutputOf
 
             for index, shape in enumerate(out):
-                value = self.add(f"{node.id}.{index}", f"{node.module}.apply", OutputOf(index), [whole], shape, node, "apply")
+                value = self.add(f"{node.id}.{index}", f"{node.module}.op", OutputOf(index), [whole], shape, node, "apply")
                 self.node_values[f"{node.id}.{index}"] = value
                 self.size_refs.setdefault(shape.level, value)
             self.node_values[node.id] = self.node_values[f"{node.id}.0"]
@@ -223,7 +223,7 @@ class _Lowering:
             return
         if node.level is not None and out.level != node.level:
             raise ShapeError(f"'{node.id}' declares level {node.level} but apply '{op.name}' gives level {out.level}")
-        value = self.add(f"{node.id}.pre" if node.post else node.id, f"{node.module}.apply", op, args, out, node, "apply")
+        value = self.add(f"{node.id}.pre" if node.post else node.id, f"{node.module}.op", op, args, out, node, "apply")
         self.finish(node, value, out.level)
 
     def lower_node(self, node: NodeDecl) -> None:

@@ -130,7 +130,8 @@ class PyramidNeck(torch.fx.GraphModule):
 def _rebuild(arguments: dict[str, Any], children: dict[str, nn.Module], own: dict[str, Any], training: bool) -> PyramidNeck:
     from .compiler import compile as compile_spec
 
-    neck = compile_spec(**arguments)
+    external = children.get("external")  # the caller's modules the spec calls travel as children
+    neck = compile_spec(**arguments, modules=dict(external.named_children()) if external is not None else None)
     for name, child in children.items():
         setattr(neck, name, child)
     for name, parameter in own["parameters"].items():

@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import nn
 
-__all__ = ["ModuleDecl", "ParameterDecl", "Declaration", "declare", "materialise"]
+__all__ = ["ModuleDecl", "ParameterDecl", "ExternalDecl", "Declaration", "declare", "materialise"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,7 +66,53 @@ class ParameterDecl:
         return f"Parameter({list(self.shape)}, fill={self.fill})"
 
 
-Declaration = ModuleDecl | ParameterDecl
+@dataclass(frozen=True, eq=False)
+class ExternalDecl:
+    """A module the caller provides (``compile(spec, modules={name: module})``), called where an
+    op declares it: materialising builds nothing, it looks the module up (the neck holds it as
+    ``external.<name>``, its weights shared with whatever else holds it)."""
+
+    name: str
+    channels: int = 0
+    stride: int = 1
+    """What the spec declares the module gives (its width, its stride relative to its input)."""
+    cls: type = type(None)  # no class of ours: the module is whatever the caller gave
+
+    def build(self, modules: Mapping[str, Any] | None = None) -> nn.Module:
+        """The caller's module; with none given (``info``, on the meta device) a stand-in of no
+        weights that gives a map of the declared shape, so that the rest can be measured."""
+        if modules and self.name in modules:
+            return modules[self.name]
+        if modules is not None:
+            raise KeyError(self.name)
+        return _StandIn(self.channels, self.stride)
+
+    def describe(self) -> str:
+        return f"external module '{self.name}'"
+
+
+def _stand_in_class() -> type:
+    from torch import nn
+
+    class StandIn(nn.Module):
+        """An external module's declared output shape, zeros: what ``info`` measures around."""
+
+        def __init__(self, channels: int, stride: int):
+            super().__init__()
+            self.channels, self.stride = channels, stride
+
+        def forward(self, x):
+            n, _, h, w = x.shape
+            return x.new_zeros(n, self.channels, -(-h // self.stride), -(-w // self.stride))
+
+    return StandIn
+
+
+def _StandIn(channels: int, stride: int) -> Any:
+    return _stand_in_class()(channels, stride)
+
+
+Declaration = ModuleDecl | ParameterDecl | ExternalDecl
 
 
 def declare(cls: type, *args: Any, init: Callable[[Any], Any] | None = None, **kwargs: Any) -> ModuleDecl:
@@ -75,14 +121,18 @@ def declare(cls: type, *args: Any, init: Callable[[Any], Any] | None = None, **k
     return ModuleDecl(cls, args, kwargs, init)
 
 
-def materialise(declarations: Mapping[str, Declaration], device: str | torch.device | None = None) -> dict[str, nn.Module | torch.nn.Parameter]:
+def materialise(declarations: Mapping[str, Declaration], device: str | torch.device | None = None, modules: Mapping[str, Any] | None = None) -> dict[str, nn.Module | torch.nn.Parameter]:
     """Build every declaration (module path -> module or parameter), in declaration order, so a
-    seeded ``torch.manual_seed`` gives the same weights on every compile.
+    seeded ``torch.manual_seed`` gives the same weights on every compile; an external one is
+    looked up in ``modules`` (the caller's) instead.
 
     ``device="meta"`` builds shapes only (no memory, no random numbers drawn)."""
+    import contextlib
+
     import torch
 
-    if device is None:
-        return {path: decl.build() for path, decl in declarations.items()}
-    with torch.device(device):
-        return {path: decl.build() for path, decl in declarations.items()}
+    built: dict[str, Any] = {}
+    with torch.device(device) if device is not None else contextlib.nullcontext():
+        for path, decl in declarations.items():
+            built[path] = decl.build(modules) if isinstance(decl, ExternalDecl) else decl.build()
+    return built

@@ -101,3 +101,48 @@ outputs: [second.P3, second.P4, second.P5]
     assert all(key.startswith("first.") for key in neck.state_dict())
     calls = [n.target for n in neck.graph.nodes if n.op == "call_module"]
     assert len(calls) == 2 * len(set(calls))  # every module of the FPN runs once per include
+
+
+CALLS = """
+pyramidgraph: 1
+example: {in_channels: [16, 32], image: 64}
+inputs: {C3: {level: 3}, C4: {level: 4}}
+nodes:
+  P4: {from: [C4], channels: 16}
+  P3: {from: [C3, P4], channels: 16}
+  B4: {from: [P3], apply: {call: {module: stage4, channels: 32, stride: 2}}}
+  F4: {from: [B4, C4], fuse: sum}
+outputs: [P3, F4]
+"""
+
+
+def test_a_called_module_is_the_callers_own_and_survives_pickling():
+    import pickle
+
+    from torch import nn
+
+    stage = nn.Sequential(nn.Conv2d(16, 32, 3, 2, 1), nn.ReLU())
+    neck = pyramidgraph.compile(CALLS, modules={"stage4": stage})
+    assert neck.get_submodule("external.stage4") is stage
+    x = neck.example_inputs()
+    p3, f4 = neck(x)
+    assert torch.equal(f4, stage(p3) + x[1])
+    again = pickle.loads(pickle.dumps(neck))
+    assert torch.equal(again(x)[1], f4)
+    traced = torch.fx.symbolic_trace(neck)
+    assert [n.target for n in traced.graph.nodes if n.op == "call_module" and n.target.startswith("external")] == ["external.stage4.0", "external.stage4.1"]
+
+
+def test_a_called_module_must_be_given_and_be_a_module():
+    with pytest.raises(pyramidgraph.SpecError) as info:
+        pyramidgraph.compile(CALLS)
+    assert str(info.value) == "<string>:8:3: nodes.B4.apply: call: the spec calls module 'stage4' but no such module was given; compile(spec, modules={'stage4': module})"
+    with pytest.raises(pyramidgraph.SpecError) as info:
+        pyramidgraph.compile(CALLS, modules={"stage4": 3})
+    assert str(info.value) == "<string>:8:3: nodes.B4.apply: call: the spec calls module 'stage4' but it is a int, not an nn.Module; compile(spec, modules={'stage4': module})"
+
+
+def test_checking_and_measuring_a_spec_with_calls_needs_no_module():
+    assert pyramidgraph.validate(CALLS).ir.values()["B4"].describe() == "32 channels at level 4, 4x4"
+    cost = pyramidgraph.neck_info(CALLS)
+    assert [(n.name, n.channels, n.size, n.params) for n in cost.nodes] == [("P4", 16, (4, 4), 528), ("P3", 16, (8, 8), 0), ("B4", 32, (4, 4), 0), ("F4", 32, (4, 4), 0)]

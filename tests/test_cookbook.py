@@ -264,7 +264,15 @@ def test_stand_in_computes_what_torchvision_computes():
 
 
 def test_cookbook_has_the_four_recipes_and_the_export_guide():
-    assert [r.title for r in RECIPES] == ["1. A neck from scratch", "2. A BiFPN variant", "3. Two necks in a chain", "4. Converting a checkpoint", "Exporting and distributed training", "An op of your own"]
+    assert [r.title for r in RECIPES] == [
+        "1. A neck from scratch",
+        "2. A BiFPN variant",
+        "3. Two necks in a chain",
+        "4. Converting a checkpoint",
+        "Exporting and distributed training",
+        "An op of your own",
+        "Feedback into your backbone",
+    ]
     for recipe in RECIPES:
         assert {b.kind for b in recipe.blocks} >= {"python", "console"}, recipe.title
 

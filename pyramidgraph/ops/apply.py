@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from ..shape import ShapeError
 from .base import APPLY, ApplyOp
 
-__all__ = ["Split", "ConcatLevels", "OutputOf"]
+__all__ = ["Split", "ConcatLevels", "OutputOf", "CallModule"]
 
 
 @APPLY.register("split", chunk={})
@@ -98,3 +98,44 @@ class OutputOf(ApplyOp):
 
     def emit(self, e, args, shapes, out):
         return args[0][self.index]
+
+
+@APPLY.register("call")
+@dataclass(frozen=True)
+class CallModule(ApplyOp):
+    """Call a module the caller provides (``compile(spec, modules={name: module})``): a backbone
+    stage, for feedback into the backbone (DetectoRS' RFP re-runs the backbone on the image with
+    the neck's features added), or any block of one's own. The spec declares what it gives:
+    ``channels`` (default: the node's, else the input's) at ``stride`` times the input's stride
+    (``2``: one level coarser, ``1``: the same level), each side ``ceil(side / stride)`` as a
+    padded stride-2 conv gives it. The rest of the spec is checked against that declaration
+    (the module is not run to find out: running a backbone stage to check a spec costs more
+    than compiling it); a module that gives something else fails where its output is used.
+    Its weights stay the caller's: the neck holds it as ``external.<module>``."""
+
+    module: str = ""
+    channels: int | None = None
+    stride: int = 1
+
+    max_inputs = 1
+
+    def label(self) -> str:
+        return f"call {self.module}"
+
+    def level_of(self, levels):
+        return levels[0] + self.stride.bit_length() - 1 if levels and self.stride >= 1 else None
+
+    def infer(self, xs, channels):
+        if not self.module:
+            raise ShapeError("call: name the module to call (module: NAME), given to compile as modules={NAME: module}")
+        step = self.stride.bit_length() - 1
+        if self.stride < 1 or 2**step != self.stride:
+            raise ShapeError(f"call: stride {self.stride} is not a power of two")
+        x = xs[0]
+        size = None if x.size is None else (-(-x.size[0] // self.stride), -(-x.size[1] // self.stride))
+        return x.with_(channels=self.channels or channels or x.channels, level=x.level + step, size=size)
+
+    def emit(self, e, args, shapes, out):
+        from ..weights import ExternalDecl
+
+        return e.call_module("", ExternalDecl(self.module, out.channels, self.stride), args[0])

@@ -194,6 +194,12 @@ class ApplyOp(Op):
     def infer(self, xs: list[FeatureShape], channels: int | None) -> FeatureShape | list[FeatureShape]:
         raise NotImplementedError
 
+    def level_of(self, levels: list[int]) -> int | None:
+        """The output's level from the inputs' levels alone, for the checks that run before
+        shapes are inferred (an include's inputs must be at the levels it declares): the first
+        input's by default; an op whose output is elsewhere overrides it (None: unknown)."""
+        return levels[0] if levels else None
+
 
 class Registry:
     """Maps spec names (and aliases with preset parameters) to op classes of one kind."""
