@@ -202,3 +202,83 @@ class Project(ResampleOp):
         conv = build_conv(shapes[0].channels, out.channels, 1, 1, 0, self.bias, self.init)
         y = e.call_module("conv", conv, args[0])
         return e.call_module(self.norm, build_norm(self.norm, out.channels), y) if self.norm else y
+
+
+@RESAMPLE.register("deconv", transposed_conv={})
+@dataclass(frozen=True)
+class TransposedConv(ResampleOp):
+    """Learned upsampling by a transposed convolution to the target width: kernel = stride =
+    ``2**level difference`` unless given (each pixel becomes a ``stride x stride`` patch), as the
+    FCN/SSD-style decoders and CenterNet's neck upsample. Sizes multiply by the stride, so the
+    finer map must be exactly that much larger (image sides divisible accordingly). Use as ``up``."""
+
+    kernel: int | None = None
+    stride: int | None = None
+    bias: bool = True
+
+    changes_channels = True
+    has_parameters = True
+    exact_ratio = True
+
+    def bind(self, x, target):
+        stride = self.stride if self.stride is not None else 2 ** max(x.level - target.level, 0)
+        return replace(self, stride=stride, kernel=self.kernel if self.kernel is not None else stride)
+
+    def label(self) -> str:
+        return f"deconv x{self.stride}" if self.stride else "deconv"
+
+    def weight_estimate(self, shapes, out):
+        return shapes[0].channels * out.channels * (self.kernel or 1) ** 2 + out.channels
+
+    def infer(self, x, target):
+        step = _level_step(self.stride, "deconv stride")
+        if self.kernel < self.stride or (self.kernel - self.stride) % 2:
+            raise ShapeError(f"deconv: kernel {self.kernel} must be the stride {self.stride} or larger by an even number, so that the map grows exactly {self.stride} times")
+        return FeatureShape(target.channels, x.level - step, (x.size[0] * self.stride, x.size[1] * self.stride) if x.size else None)
+
+    def emit(self, e, args, shapes, out):
+        from torch import nn
+
+        from ..weights import declare
+
+        padding = (self.kernel - self.stride) // 2
+        deconv = declare(nn.ConvTranspose2d, shapes[0].channels, out.channels, self.kernel, stride=self.stride, padding=padding, bias=self.bias)
+        return e.call_module("deconv", deconv, args[0])
+
+
+@RESAMPLE.register("pixel_shuffle")
+@dataclass(frozen=True)
+class PixelShuffle(ResampleOp):
+    """Learned upsampling by sub-pixel convolution (Shi et al. 2016): a ``kernel x kernel`` conv
+    to ``width * scale**2`` channels, then ``F.pixel_shuffle`` rearranges each group of
+    ``scale**2`` channels into a ``scale x scale`` patch; ``scale = 2**level difference`` unless
+    given. Sizes multiply by the scale. Use as ``up``."""
+
+    scale: int | None = None
+    kernel: int = 1
+    bias: bool = True
+
+    changes_channels = True
+    has_parameters = True
+    exact_ratio = True
+
+    def bind(self, x, target):
+        return self if self.scale is not None else replace(self, scale=2 ** max(x.level - target.level, 0))
+
+    def label(self) -> str:
+        return f"pixel shuffle x{self.scale}" if self.scale else "pixel shuffle"
+
+    def weight_estimate(self, shapes, out):
+        return shapes[0].channels * out.channels * (self.scale or 1) ** 2 * self.kernel**2 + out.channels * (self.scale or 1) ** 2
+
+    def infer(self, x, target):
+        step = _level_step(self.scale, "pixel_shuffle scale")
+        size = window_out(x.size, self.kernel, 1, None)
+        return FeatureShape(target.channels, x.level - step, (size[0] * self.scale, size[1] * self.scale) if size else None)
+
+    def emit(self, e, args, shapes, out):
+        import torch.nn.functional as F
+
+        conv = build_conv(shapes[0].channels, out.channels * self.scale**2, self.kernel, 1, None, self.bias, "default")
+        y = e.call_module("conv", conv, args[0])
+        return e.call_function(F.pixel_shuffle, y, self.scale)
