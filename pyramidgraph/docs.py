@@ -23,7 +23,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from .ops import REGISTRIES, FuseOp, Op, Registry, ResampleOp
+from .ops import REGISTRIES, Op, Registry
 from .ops.base import _POSITIVE
 from .runtime import init_conv
 
@@ -103,11 +103,13 @@ def _parameters(cls: type[Op]) -> str:
     return "<br>".join(lines) if lines else "none"
 
 
-def _traits(cls: type[Op]) -> str:
+def _traits(cls: type[Op], kind: str) -> str:
     traits = ["learnable" if cls.has_parameters else "parameter-free"]
-    if issubclass(cls, ResampleOp) and cls.changes_channels:
+    if kind == "resample" and cls.changes_channels:
         traits.append("sets the width itself: no separate projection")
-    if issubclass(cls, FuseOp):
+    if len(cls.kinds) > 1:
+        traits.append(f"also a {' and '.join(k for k in cls.kinds if k != kind)} op: one op")
+    if kind == "fuse":
         traits.append("inputs projected to the node's width" if cls.projects_inputs else "inputs keep their own widths")
     return ", ".join(traits)
 
@@ -116,7 +118,7 @@ def _table(registry: Registry) -> list[str]:
     rows = ["| op | parameters | what it does |", "|---|---|---|"]
     canonical = sorted({cls.name: cls for cls, _ in registry.entries.values()}.items())
     for name, cls in canonical:
-        rows.append(f"| `{name}` | {_parameters(cls)} | {_text(cls.__doc__)} *({_traits(cls)})* |")
+        rows.append(f"| `{name}` | {_parameters(cls)} | {_text(cls.__doc__)} *({_traits(cls, registry.kind)})* |")
         for alias, (alias_cls, preset) in sorted(registry.entries.items()):
             if alias_cls is cls and alias != name:
                 same = ", ".join(f"`{k}: {v if isinstance(v, str) else json.dumps(v)}`" for k, v in preset.items())

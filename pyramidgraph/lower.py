@@ -24,6 +24,7 @@ from .graph import base_of, dataflow, topological_order
 from .ir import IRGraph, IROp
 from .loader import Document
 from .ops import ResampleOp
+from .ops.base import Site
 from .shape import FeatureShape, ShapeError
 
 __all__ = ["lower", "estimated_parameters", "weight_estimates", "MAX_WEIGHT_BYTES"]
@@ -158,9 +159,10 @@ class _Lowering:
             return value
         module = f"{node.module}.from_{slug}"
         for index, (suffix, op) in enumerate(chain):
-            op = op.bind(shape, target)
+            site = Site("edge", target)
+            op = op.at([shape], site)
             args = [value]
-            if getattr(op, "needs_size_ref", False):
+            if op.needs_size_ref:
                 if level not in self.size_refs:
                     raise ShapeError(
                         f"nothing at level {level} is computed before '{node.id}' to take its size from; "
@@ -168,7 +170,7 @@ class _Lowering:
                     )
                 args.append(self.size_refs[level])
             try:
-                shape = op.infer(shape, target)
+                shape = op.shape([shape], site)
             except ShapeError as exc:
                 raise ShapeError(f"input '{edge.ref}': {exc}") from None
             last = index == len(chain) - 1
@@ -205,7 +207,7 @@ class _Lowering:
             wanted = f"{op.min_inputs}" if op.max_inputs == op.min_inputs else f"at least {op.min_inputs}" if op.max_inputs is None else f"{op.min_inputs} to {op.max_inputs}"
             raise ShapeError(f"apply '{op.name}' takes {wanted} input{'s' if wanted != '1' else ''}, got {len(args)}")
         shapes = [self.values[a] for a in args]
-        out = op.infer(shapes, node.channels)
+        out = op.shape(shapes, Site("apply", channels=node.channels))
         if isinstance(out, list):
             if node.post:
                 raise ShapeError(f"'{node.id}' has {len(out)} outputs (apply '{op.name}'), so it takes no post ops; apply them in nodes reading {node.id}.0, {node.id}.1, ...")
@@ -244,7 +246,7 @@ class _Lowering:
                 f"or choose an image size divisible by {2 ** max(s.level for s in sources)}"
             )
         if len(args) > 1:
-            fused_shape = node.fuse.infer([self.values[a] for a in args])
+            fused_shape = node.fuse.shape([self.values[a] for a in args], Site("fuse", channels=node.channels))
             value = self.add(f"{node.id}.pre" if node.post else node.id, f"{node.module}.fuse", node.fuse, args, fused_shape, node, "fuse")
         else:
             value = args[0]
@@ -255,7 +257,9 @@ class _Lowering:
         self.node_values[node.id + ".pre"] = value
         shape = self.values[value]
         for index, op in enumerate(node.post):
-            shape = op.infer(shape, node.channels)
+            site = Site("post", channels=node.channels)
+            op = op.at([shape], site)
+            shape = op.shape([shape], site)
             name = node.id if index == len(node.post) - 1 else f"{node.id}.post{index}"
             value = self.add(name, f"{node.module}.post{index}", op, [value], shape, node, "post")
         if node.channels is not None and shape.channels != node.channels:

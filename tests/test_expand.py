@@ -132,7 +132,8 @@ def test_defaults_apply_where_a_node_says_nothing():
     p3 = flat.nodes["P3_td"]
     assert p3.channels == 8
     assert p3.fuse.name == "mean"
-    assert [(op.name, op.params()) for op in p3.post] == [("conv", {"kernel": 3, "bias": True, "groups": 1, "dilation": 1, "padding": None, "out": None, "init": "default"}), ("act", {"fn": "relu", "slope": 0.01})]
+    conv = {"kernel": 3, "stride": None, "bias": True, "groups": 1, "dilation": 1, "padding": None, "out": None, "norm": None, "act": None, "init": "default"}
+    assert [(op.name, op.params()) for op in p3.post] == [("conv", conv), ("act", {"fn": "relu", "slope": 0.01})]
     assert p3.edges[1].up.params()["mode"] == "bilinear"
     assert p3.edges[1].down.name == "maxpool"
     assert p3.edges[1].project.name == "project"

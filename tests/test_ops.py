@@ -66,6 +66,9 @@ RESAMPLE_CASES = {
     "conv_bn_act": ({"level": 5, "channels": 16}, (2, 16, 2, 3)),
     "conv_module": ({"level": 5, "channels": 16}, (2, 16, 2, 3)),
     "project": ({"level": 4, "channels": 16}, (2, 16, 4, 6)),
+    "deconv": ({"level": 3, "channels": 16}, (2, 16, 8, 12)),
+    "transposed_conv": ({"level": 3, "channels": 16}, (2, 16, 8, 12)),
+    "pixel_shuffle": ({"level": 3, "channels": 16}, (2, 16, 8, 12)),
     "act": ({"level": 4}, (2, 32, 4, 6)),
 }
 
@@ -277,7 +280,7 @@ def test_registry_make_accepts_every_item_form():
     [
         (POST, "bnn", "unknown post op 'bnn'; did you mean 'bn'? (`pyramidgraph list-ops post` lists them)"),
         (FUSE, "summ", "unknown fuse op 'summ'; did you mean 'sum'? (`pyramidgraph list-ops fuse` lists them)"),
-        (POST, {"conv": {"kernal": 3}}, "post op 'conv' has no parameter 'kernal'; did you mean 'kernel'? (it takes: kernel, bias, groups, dilation, padding, out, init)"),
+        (POST, {"conv": {"kernal": 3}}, "post op 'conv' has no parameter 'kernal'; did you mean 'kernel'? (it takes: kernel, stride, bias, groups, dilation, padding, out, norm, act, init)"),
         (POST, {"conv": {"kernel": "3"}}, "post op 'conv': parameter 'kernel' must be an integer, not '3'"),
         (POST, {"conv": {"kernel": 0}}, "post op 'conv': parameter 'kernel' must be between 1 and 31, not 0"),
         (POST, {"bn": 3}, "post op 'bn' takes a mapping of parameters, not 3"),

@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..codegen import Emitter
 
-__all__ = ["Op", "ResampleOp", "FuseOp", "PostOp", "ApplyOp", "Registry", "OpError", "RESAMPLE", "FUSE", "POST", "APPLY", "REGISTRIES", "internal", "one_call_when_traced"]
+__all__ = ["Op", "Site", "ResampleOp", "FuseOp", "PostOp", "ApplyOp", "Registry", "OpError", "RESAMPLE", "FUSE", "POST", "APPLY", "REGISTRIES", "internal", "one_call_when_traced"]
 
 
 class OpError(ValueError):
@@ -66,15 +66,56 @@ def internal(default: Any = None) -> Any:
 
 
 @dataclass(frozen=True)
+class Site:
+    """Where an op is used, and what its place asks of it: the context :meth:`Op.at` and
+    :meth:`Op.shape` get. ``role``: ``edge`` (a resample op: ``target`` is the level, width and
+    size the edge must reach), ``fuse``, ``post`` or ``apply``; ``channels``: the node's declared
+    width (None when it declares none)."""
+
+    role: str
+    target: FeatureShape | None = None
+    channels: int | None = None
+
+
+@dataclass(frozen=True)
 class Op:
-    """Base of every op. Subclasses are frozen dataclasses whose fields are spec parameters."""
+    """Base of every op. Subclasses are frozen dataclasses whose fields are spec parameters.
+
+    The compiler knows an op through one contract: :meth:`at` fills in what the spec left to the
+    compiler for this place (a stride from the level difference), :meth:`shape` gives the output
+    shape from the input shapes, :meth:`emit` adds the calls. The kind bases below turn it into
+    the form each kind is easiest to write in (``infer(x, target)`` on an edge, ``infer(xs)`` for a
+    fusion, ``infer(x, channels)`` after it); an op that fits several places (``conv`` on an
+    edge and after a fusion) names them in ``kinds`` and implements the contract itself."""
 
     kind: ClassVar[str] = ""
+    kinds: ClassVar[tuple[str, ...]] = ()
+    """The registries an op of several places is registered in (``("resample", "post")``)."""
     name: ClassVar[str] = ""
     shorthand: ClassVar[str | None] = None
     """The parameter a scalar sets: ``{conv: 3}`` means ``{conv: {kernel: 3}}``."""
     has_parameters: ClassVar[bool] = False
     """Whether the op owns learnable parameters or buffers (pure ops may be shared by CSE)."""
+    changes_channels: ClassVar[bool] = False
+    """On an edge: whether the op maps to the target width itself (then no separate projection is added)."""
+    needs_size_ref: ClassVar[bool] = False
+    """On an edge: whether the op reads the size of the target level's map (upsampling by size);
+    lowering then passes that map as the op's last argument."""
+    exact_ratio: ClassVar[bool] = False
+    """Whether the op scales sizes by a fixed factor (``upsample`` by scale), so that its map lines
+    up with the target level's only for exact ratios: the neck then needs image sides divisible
+    by a power of two (a property where it depends on the op's parameters)."""
+    projects_inputs: ClassVar[bool] = True
+    """As a fusion: whether every input is first brought to the node's width (sum-like fusions)."""
+
+    def at(self, inputs: list[FeatureShape], site: Site) -> Op:
+        """This op with what the spec left open filled in for ``site`` (itself by default)."""
+        return self
+
+    def shape(self, inputs: list[FeatureShape], site: Site) -> FeatureShape | list[FeatureShape]:
+        """The output's shape (or the shapes of several outputs) at ``site``; a
+        :class:`~pyramidgraph.shape.ShapeError` when the inputs do not fit."""
+        raise NotImplementedError
 
     def emit(self, e: Emitter, args: list[torch.fx.Node], shapes: list[FeatureShape], out: FeatureShape) -> torch.fx.Node:
         raise NotImplementedError
@@ -140,12 +181,6 @@ class ResampleOp(Op):
     """Brings a feature map towards its target's level and/or width, on one edge."""
 
     kind: ClassVar[str] = "resample"
-    changes_channels: ClassVar[bool] = False
-    """Whether the op maps to the target width itself (then no separate projection is added)."""
-    exact_ratio: ClassVar[bool] = False
-    """Whether the op scales sizes by a fixed factor (``upsample`` by scale), so that its map lines
-    up with the target level's only for exact ratios: the neck then needs image sides divisible
-    by a power of two (a property where it depends on the op's parameters)."""
 
     def infer(self, x: FeatureShape, target: FeatureShape) -> FeatureShape:
         raise NotImplementedError
@@ -154,17 +189,24 @@ class ResampleOp(Op):
         """Fill in what the spec left to the compiler (scale, stride) for this edge."""
         return self
 
+    def at(self, inputs, site):
+        return self.bind(inputs[0], site.target)
+
+    def shape(self, inputs, site):
+        return self.infer(inputs[0], site.target)
+
 
 @dataclass(frozen=True)
 class FuseOp(Op):
     """Merges the resampled inputs of a node into one feature map."""
 
     kind: ClassVar[str] = "fuse"
-    projects_inputs: ClassVar[bool] = True
-    """True when every input must first be brought to the node's width (sum-like fusions)."""
 
     def infer(self, xs: list[FeatureShape]) -> FeatureShape:
         raise NotImplementedError
+
+    def shape(self, inputs, site):
+        return self.infer(inputs)
 
 
 @dataclass(frozen=True)
@@ -176,6 +218,9 @@ class PostOp(Op):
     def infer(self, x: FeatureShape, channels: int | None) -> FeatureShape:
         """``channels`` is the node's declared width (None when the node declares none)."""
         return x
+
+    def shape(self, inputs, site):
+        return self.infer(inputs[0], site.channels)
 
 
 @dataclass(frozen=True)
@@ -193,6 +238,9 @@ class ApplyOp(Op):
 
     def infer(self, xs: list[FeatureShape], channels: int | None) -> FeatureShape | list[FeatureShape]:
         raise NotImplementedError
+
+    def shape(self, inputs, site):
+        return self.infer(inputs, site.channels)
 
     def level_of(self, levels: list[int]) -> int | None:
         """The output's level from the inputs' levels alone, for the checks that run before
@@ -213,7 +261,7 @@ class Registry:
         """Class decorator: register ``cls`` as ``name``, plus ``alias=preset`` entries."""
 
         def decorate(cls: type[Op]) -> type[Op]:
-            assert issubclass(cls, self.base), f"{cls.__name__} must subclass {self.base.__name__}"
+            assert issubclass(cls, self.base) or self.kind in cls.kinds, f"{cls.__name__} must subclass {self.base.__name__} or list {self.kind!r} in its kinds"
             assert name not in self.entries, f"{self.kind} op '{name}' registered twice"
             cls.name = name
             self.entries[name] = (cls, {})

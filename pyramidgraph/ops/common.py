@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any, Callable, Literal, Union
 
-from ..shape import ShapeError, conv_out, same_out
+from ..shape import FeatureShape, ShapeError, conv_out, same_out
 from ..weights import ModuleDecl, declare
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -13,6 +13,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
     from ..codegen import Emitter
+    from .base import Site
 
 Padding = Union[int, Literal["same"], None]
 """``None``: symmetric ``dilation * (kernel - 1) // 2``; ``'same'``: TensorFlow's asymmetric padding."""
@@ -36,6 +37,28 @@ def activation(name: str) -> Callable:
 def out_width(out: int | None, channels: int | None, x_channels: int) -> int:
     """A width-changing op's output width: its own ``out``, else the node's ``channels``, else unchanged."""
     return out if out is not None else channels if channels is not None else x_channels
+
+
+def stride_at(stride: int | None, x: FeatureShape, site: Site) -> int:
+    """A conv's stride at its place: the one given, else ``2**level difference`` on an edge (to
+    reach the target level) and 1 after a fusion."""
+    if stride is not None:
+        return stride
+    return 2 ** max(site.target.level - x.level, 0) if site.role == "edge" else 1
+
+
+def width_and_step(name: str, stride: int, out: int | None, x: FeatureShape, site: Site) -> tuple[int, int]:
+    """A conv-like op's output width and level step at its place: the target's width on an edge;
+    after a fusion ``out``, else the node's width, else the input's, and stride 1 (post ops keep
+    the node's level)."""
+    step = stride.bit_length() - 1
+    if stride < 1 or 2**step != stride:
+        raise ShapeError(f"{name} stride {stride} is not a power of two")
+    if site.role == "edge":
+        return site.target.channels, step
+    if stride != 1:
+        raise ShapeError(f"{name} after a fusion keeps the node's level: stride must be 1, not {stride}; stride on an edge instead")
+    return out_width(out, site.channels, x.channels), 0
 
 
 def resolve_padding(kernel: int, padding: Padding, dilation: int = 1) -> int | str:

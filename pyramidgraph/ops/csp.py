@@ -1,8 +1,8 @@
 """Cross Stage Partial blocks (YOLO necks) and the conv-BN-activation unit they are built from.
 
-* ``conv_bn_act`` (post and resample): convolution without bias, batch norm, activation, as
-  ultralytics' ``Conv`` and mmcv's ``ConvModule`` with a BN ``norm_cfg``; the resample form has
-  stride ``2**level difference`` (YOLO's bottom-up downsampling). ``depthwise: true`` is mmcv's
+* ``conv_bn_act`` (one op, on an edge and after a fusion): convolution without bias, batch
+  norm, activation, as ultralytics' ``Conv`` and mmcv's ``ConvModule`` with a BN ``norm_cfg``;
+  on an edge its stride is ``2**level difference`` (YOLO's bottom-up downsampling). ``depthwise: true`` is mmcv's
   ``DepthwiseSeparableConvModule``: a depthwise ``kernel x kernel`` unit then a pointwise 1x1
   unit, each with its own BN and activation.
 * ``c2f`` (post): ultralytics' ``C2f`` (YOLOv8): a 1x1 unit to ``2 * hidden`` channels, split in
@@ -24,16 +24,16 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from ..shape import FeatureShape, ShapeError
-from .base import POST, RESAMPLE, PostOp, ResampleOp
-from .common import ActName, Padding, build_conv, build_norm, emit_act, emit_conv, out_width, window_out
+from .base import POST, RESAMPLE, Op, PostOp
+from .common import ActName, Padding, build_conv, build_norm, emit_act, emit_conv, out_width, stride_at, width_and_step, window_out
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch.fx
 
-__all__ = ["ConvBnAct", "StridedConvBnAct", "C2f", "CSPLayer", "emit_conv_bn_act"]
+__all__ = ["ConvBnAct", "C2f", "CSPLayer", "emit_conv_bn_act"]
 
 
 def emit_conv_bn_act(
@@ -79,16 +79,20 @@ def _check_groups(name: str, groups: int, cin: int, cout: int) -> None:
         raise ShapeError(f"{name} with groups={groups} needs widths divisible by it, got {cin} -> {cout}")
 
 
+@RESAMPLE.register("conv_bn_act")
 @POST.register("conv_bn_act", conv_bn_act1x1={"kernel": 1}, conv_bn_act3x3={"kernel": 3})
 @dataclass(frozen=True)
-class ConvBnAct(PostOp):
-    """Conv (no bias) -> batch norm -> activation to the node's width (or ``out``), stride 1:
-    ultralytics' ``Conv``, mmcv's ``ConvModule`` with BN. ``depthwise``: mmcv's depthwise
-    separable unit (depthwise conv+BN+act, pointwise 1x1 conv+BN+act). ``act: null``: none;
-    ``slope``: leaky_relu's negative slope.
+class ConvBnAct(Op):
+    """Conv (no bias) -> batch norm -> activation: ultralytics' ``Conv``, mmcv's ``ConvModule``
+    with BN. After a fusion it maps to the node's width (or ``out``) at stride 1, kernel 1 unless
+    given; on an edge to the target width with stride ``2**level difference`` unless given,
+    kernel 3 unless given (YOLO's bottom-up downsampling, ultralytics ``Conv(c, c, 3, 2)``).
+    ``depthwise``: mmcv's depthwise separable unit (depthwise conv+BN+act, pointwise 1x1
+    conv+BN+act). ``act: null``: none; ``slope``: leaky_relu's negative slope.
     Modules: ``conv``, ``bn`` (or ``depthwise_conv.*``, ``pointwise_conv.*``)."""
 
-    kernel: int = 1
+    kernel: int | None = None
+    stride: int | None = None
     groups: int = 1
     depthwise: bool = False
     padding: Padding = None
@@ -98,56 +102,28 @@ class ConvBnAct(PostOp):
     act: ActName | None = "silu"
     slope: float = 0.01
 
+    kinds: ClassVar[tuple[str, ...]] = ("resample", "post")
     shorthand = "kernel"
     has_parameters = True
-
-    def label(self) -> str:
-        return f"{'dw' if self.depthwise else ''}conv{self.kernel}x{self.kernel}-bn-{self.act or 'linear'}"
-
-    def infer(self, x, channels):
-        width = out_width(self.out, channels, x.channels)
-        _check_groups("conv_bn_act", self.groups, x.channels, width)
-        return x.with_(channels=width, size=window_out(x.size, self.kernel, 1, self.padding))
-
-    def emit(self, e, args, shapes, out):
-        return emit_conv_bn_act(
-            e, "", args[0], shapes[0].channels, out.channels, kernel=self.kernel, groups=self.groups, padding=self.padding,
-            depthwise=self.depthwise, eps=self.eps, momentum=self.momentum, act=self.act, slope=self.slope,
-        )
-
-
-@RESAMPLE.register("conv_bn_act")
-@dataclass(frozen=True)
-class StridedConvBnAct(ResampleOp):
-    """Conv (no bias, stride ``2**level difference`` unless given) -> batch norm -> activation
-    to the target width: YOLO's bottom-up downsampling (ultralytics ``Conv(c, c, 3, 2)``, mmcv
-    ``ConvModule``/``DepthwiseSeparableConvModule`` with stride 2). Use as ``down``."""
-
-    kernel: int = 3
-    stride: int | None = None
-    groups: int = 1
-    depthwise: bool = False
-    padding: Padding = None
-    eps: float = 1e-3
-    momentum: float = 0.03
-    act: ActName | None = "silu"
-    slope: float = 0.01
-
     changes_channels = True
-    has_parameters = True
 
-    def bind(self, x, target):
-        return self if self.stride is not None else replace(self, stride=2 ** max(target.level - x.level, 0))
+    def at(self, inputs, site):
+        kernel = self.kernel if self.kernel is not None else 3 if site.role == "edge" else 1
+        return replace(self, kernel=kernel, stride=stride_at(self.stride, inputs[0], site))
 
     def label(self) -> str:
-        return f"{'dw' if self.depthwise else ''}conv{self.kernel}x{self.kernel} /{self.stride}-bn-{self.act or 'linear'}"
+        kernel = self.kernel or "k"
+        stride = f" /{self.stride}" if self.stride and self.stride > 1 else ""
+        return f"{'dw' if self.depthwise else ''}conv{kernel}x{kernel}{stride}-bn-{self.act or 'linear'}"
 
-    def infer(self, x, target):
-        step = self.stride.bit_length() - 1
-        if 2**step != self.stride:
-            raise ShapeError(f"conv_bn_act stride {self.stride} is not a power of two")
-        _check_groups("conv_bn_act", self.groups, x.channels, target.channels)
-        return FeatureShape(target.channels, x.level + step, window_out(x.size, self.kernel, self.stride, self.padding))
+    def weight_estimate(self, shapes, out):
+        return _unit_weights(shapes[0].channels, out.channels, self.kernel or 1, self.groups, self.depthwise)
+
+    def shape(self, inputs, site):
+        x = inputs[0]
+        width, step = width_and_step("conv_bn_act", self.stride, self.out, x, site)
+        _check_groups("conv_bn_act", self.groups, x.channels, width)
+        return FeatureShape(width, x.level + step, window_out(x.size, self.kernel, self.stride, self.padding))
 
     def emit(self, e, args, shapes, out):
         return emit_conv_bn_act(

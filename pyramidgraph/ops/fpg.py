@@ -1,17 +1,17 @@
 """mmcv's ``ConvModule`` as an op, with its ``order``, for Feature Pyramid Grids (mmdetection's ``FPG``).
 
-* ``conv_module`` (resample and post): a convolution, an optional norm and an optional
-  activation, run in ``order`` (any permutation of conv, norm, act: FPG's transitions are
-  ``act_conv_norm``, so the activation reads the *input*). A norm placed before the conv
-  normalises the input's width, as mmcv builds it. The resample form has stride
+* ``conv_module`` (one op, on an edge and after a fusion): a convolution, an optional norm and
+  an optional activation, run in ``order`` (any permutation of conv, norm, act: FPG's
+  transitions are ``act_conv_norm``, so the activation reads the *input*). A norm placed before
+  the conv normalises the input's width, as mmcv builds it. On an edge its stride is
   ``2**level difference`` unless given (FPG's ``same_up_trans``, 3x3 stride 2); put an
   ``upsample`` in front of it in a ``via`` list for FPG's ``interpolation_conv`` transitions.
   Submodules carry mmcv's names, ``conv`` and ``bn``/``gn``, so a checkpoint maps by one prefix.
-* ``act`` (resample): an element-wise activation on an edge, as the post op ``act``. A
-  ConvModule whose order starts with the activation is written ``[{act: relu}, {conv_module:
-  {act: null, ...}}]``: the same computation, and since the activation has no weights, the
-  compiler computes it once for every transition that reads the same map (FPG's skip
-  transitions read pathway 0 in every pathway).
+  A ConvModule whose order starts with the activation is written ``[{act: relu},
+  {conv_module: {act: null, ...}}]`` on an edge (``act``, :mod:`.elementwise`): the same
+  computation, and since the activation has no weights, the compiler computes it once for
+  every transition that reads the same map (FPG's skip transitions read pathway 0 in every
+  pathway).
 * ``unused_conv_module`` (post): weights only. It holds the modules of a ConvModule that a
   reference builds but never calls (mmdetection's FPG builds ``same_up`` and ``same_down``
   transitions in every pathway, whatever its direction, and uses one of them), so that its
@@ -22,13 +22,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import ClassVar, Literal
 
 from ..shape import FeatureShape, ShapeError
-from .base import POST, RESAMPLE, PostOp, ResampleOp
-from .common import ActName, Init, Padding, build_conv, build_norm, check_norm, emit_act, emit_conv, window_out
+from .base import POST, RESAMPLE, Op, PostOp
+from .common import ActName, Init, Padding, build_conv, build_norm, check_norm, emit_act, emit_conv, stride_at, width_and_step, window_out
 
-__all__ = ["ConvModule", "StridedConvModule", "UnusedConvModule", "EdgeActivation", "ORDERS"]
+__all__ = ["ConvModule", "UnusedConvModule", "ORDERS"]
 
 Order = Literal["conv_norm_act", "conv_act_norm", "norm_conv_act", "norm_act_conv", "act_conv_norm", "act_norm_conv"]
 ORDERS = Order.__args__
@@ -84,78 +84,40 @@ class _ConvModuleParams:
         return x
 
 
+@RESAMPLE.register("conv_module")
 @POST.register("conv_module")
 @dataclass(frozen=True)
-class ConvModule(_ConvModuleParams, PostOp):
-    """mmcv's ``ConvModule`` at stride 1 to the node's width (or ``out``): a ``kernel x kernel``
-    conv (``padding``, ``dilation``, ``groups``, ``bias``), a norm (``bn`` or ``gn`` with
-    ``norm_groups``, ``norm_eps``, ``norm_momentum``; null: none) and an activation (``act``,
-    ``slope`` for leaky_relu; null: none), run in ``order`` (``act_conv_norm``: activation first,
-    as FPG's transitions; a norm before the conv normalises the input's width, as mmcv).
-    Modules: ``conv``, ``bn``/``gn``."""
+class ConvModule(_ConvModuleParams, Op):
+    """mmcv's ``ConvModule``: a ``kernel x kernel`` conv (``padding``, ``dilation``, ``groups``,
+    ``bias``), a norm (``bn`` or ``gn`` with ``norm_groups``, ``norm_eps``, ``norm_momentum``;
+    null: none) and an activation (``act``, ``slope`` for leaky_relu; null: none), run in
+    ``order`` (``act_conv_norm``: activation first, as FPG's transitions; a norm before the conv
+    normalises the input's width, as mmcv). On an edge it maps to the target width with stride
+    ``2**level difference`` unless ``stride`` is given (FPG's ``conv`` transitions; after an
+    ``upsample``, its ``interpolation_conv``); after a fusion, to the node's width (or ``out``)
+    at stride 1. Modules: ``conv``, ``bn``/``gn``."""
 
     out: int | None = None
-
-    def infer(self, x, channels):
-        width = self.out if self.out is not None else channels if channels is not None else x.channels
-        self.check(x.channels, width)
-        return x.with_(channels=width, size=window_out(x.size, self.kernel, 1, self.padding, self.dilation))
-
-    def emit(self, e, args, shapes, out):
-        return self.emit_module(e, args[0], shapes[0].channels, out.channels, 1)
-
-
-@RESAMPLE.register("conv_module")
-@dataclass(frozen=True)
-class StridedConvModule(_ConvModuleParams, ResampleOp):
-    """mmcv's ``ConvModule`` on an edge, to the target width: a conv with stride ``2**level
-    difference`` unless ``stride`` is given, a norm and an activation in ``order``, with the
-    parameters of the post op ``conv_module`` (FPG's ``conv`` transitions; after an
-    ``upsample``, its ``interpolation_conv``). Modules: ``conv``, ``bn``/``gn``."""
-
     stride: int | None = None
 
+    kinds: ClassVar[tuple[str, ...]] = ("resample", "post")
     changes_channels = True
 
-    def bind(self, x, target):
-        return self if self.stride is not None else replace(self, stride=2 ** max(target.level - x.level, 0))
+    def at(self, inputs, site):
+        return replace(self, stride=stride_at(self.stride, inputs[0], site))
 
     def label(self) -> str:
         text = super().label()
         return f"{text} /{self.stride}" if self.stride and self.stride > 1 else text
 
-    def infer(self, x, target):
-        step = self.stride.bit_length() - 1
-        if 2**step != self.stride:
-            raise ShapeError(f"conv_module stride {self.stride} is not a power of two")
-        self.check(x.channels, target.channels)
-        return FeatureShape(target.channels, x.level + step, window_out(x.size, self.kernel, self.stride, self.padding, self.dilation))
+    def shape(self, inputs, site):
+        x = inputs[0]
+        width, step = width_and_step("conv_module", self.stride, self.out, x, site)
+        self.check(x.channels, width)
+        return FeatureShape(width, x.level + step, window_out(x.size, self.kernel, self.stride, self.padding, self.dilation))
 
     def emit(self, e, args, shapes, out):
         return self.emit_module(e, args[0], shapes[0].channels, out.channels, self.stride)
-
-
-@RESAMPLE.register("act")
-@dataclass(frozen=True)
-class EdgeActivation(ResampleOp):
-    """An element-wise activation on an edge (same level, same width), as the post op ``act``:
-    ``{act: relu}``. Before a ``conv_module`` it is mmcv's ConvModule with the activation first
-    (``order=('act', 'conv', 'norm')``); having no weights, one activation of a map is computed
-    once for every edge that applies it."""
-
-    fn: ActName = "relu"
-    slope: float = 0.01
-
-    shorthand = "fn"
-
-    def label(self) -> str:
-        return self.fn
-
-    def infer(self, x, target):
-        return x
-
-    def emit(self, e, args, shapes, out):
-        return emit_act(e, self.fn, args[0], self.slope)
 
 
 @POST.register("unused_conv_module")

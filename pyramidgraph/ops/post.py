@@ -1,43 +1,13 @@
-"""Post ops: the ordered list a node applies after fusion (convs, norms, activations)."""
+"""Post ops: the ordered list a node applies after fusion (separable convs, norms); ``conv``,
+``act`` and ``identity`` fit edges too and live in :mod:`.conv` and :mod:`.elementwise`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
 
-from ..shape import ShapeError
 from .base import POST, PostOp
-from .common import ActName, Init, Padding, build_conv, build_norm, check_norm, emit_act, emit_conv, out_width, window_out
-
-
-@POST.register("conv", conv1x1={"kernel": 1}, conv3x3={"kernel": 3})
-@dataclass(frozen=True)
-class Conv(PostOp):
-    """A ``kernel x kernel`` convolution to the node's width (or ``out``), stride 1."""
-
-    kernel: int = 3
-    bias: bool = True
-    groups: int = 1
-    dilation: int = 1
-    padding: Padding = None
-    out: int | None = None
-    init: Init = "default"
-
-    shorthand = "kernel"
-    has_parameters = True
-
-    def label(self) -> str:
-        return f"conv{self.kernel}x{self.kernel}"
-
-    def infer(self, x, channels):
-        width = out_width(self.out, channels, x.channels)
-        if x.channels % self.groups or width % self.groups:
-            raise ShapeError(f"conv with groups={self.groups} needs widths divisible by it, got {x.channels} -> {width}")
-        return x.with_(channels=width, size=window_out(x.size, self.kernel, 1, self.padding, self.dilation))
-
-    def emit(self, e, args, shapes, out):
-        conv = build_conv(shapes[0].channels, out.channels, self.kernel, 1, self.padding, self.bias, self.init, self.groups, self.dilation)
-        return emit_conv(e, "", conv, args[0], self.padding)
+from .common import Init, Padding, build_conv, build_norm, check_norm, emit_conv, out_width, window_out
 
 
 @POST.register("sepconv", sepconv3x3={"kernel": 3})
@@ -113,33 +83,4 @@ class GroupNorm(PostOp):
         return e.call_module("", build_norm("gn", out.channels, self.groups, eps=self.eps), args[0])
 
 
-_ACT_ALIASES = {name: {"fn": name} for name in ActName.__args__}
-
-
-@POST.register("act", **_ACT_ALIASES)
-@dataclass(frozen=True)
-class Activation(PostOp):
-    """An element-wise activation: ``{act: silu}``, or by name (``relu``, ``silu``...)."""
-
-    fn: ActName = "relu"
-    slope: float = 0.01
-
-    shorthand = "fn"
-
-    def label(self) -> str:
-        return self.fn
-
-    def emit(self, e, args, shapes, out):
-        return emit_act(e, self.fn, args[0], self.slope)
-
-
-@POST.register("identity")
-@dataclass(frozen=True)
-class PostIdentity(PostOp):
-    """Does nothing; useful as a placeholder chosen by a parameter."""
-
-    def emit(self, e, args, shapes, out):
-        return args[0]
-
-
-__all__ = ["Conv", "SeparableConv", "BatchNorm", "GroupNorm", "Activation", "PostIdentity", "Literal"]
+__all__ = ["SeparableConv", "BatchNorm", "GroupNorm", "Literal"]

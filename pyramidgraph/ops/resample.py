@@ -13,7 +13,7 @@ from typing import Literal
 
 from ..shape import FeatureShape, ShapeError
 from .base import RESAMPLE, ResampleOp
-from .common import ActName, Init, Padding, build_conv, build_norm, check_norm, emit_act, emit_conv, window_out
+from .common import Init, Padding, build_conv, build_norm, check_norm, window_out
 
 
 def _level_step(factor: int, what: str) -> int:
@@ -21,18 +21,6 @@ def _level_step(factor: int, what: str) -> int:
     if factor < 1 or 2**step != factor:
         raise ShapeError(f"{what} {factor} is not a power of two")
     return step
-
-
-@RESAMPLE.register("identity")
-@dataclass(frozen=True)
-class Identity(ResampleOp):
-    """Pass the source through unchanged (same level, same width)."""
-
-    def infer(self, x: FeatureShape, target: FeatureShape) -> FeatureShape:
-        return x
-
-    def emit(self, e, args, shapes, out):
-        return args[0]
 
 
 @RESAMPLE.register("upsample", nearest={"mode": "nearest"}, bilinear={"mode": "bilinear"})
@@ -141,42 +129,6 @@ class AvgPool(_Pool):
             x = e.call_function(pad_same, x, self.kernel, self.stride)
             return e.call_function(F.avg_pool2d, x, self.kernel, self.stride)
         return e.call_function(F.avg_pool2d, x, self.kernel, self.stride, (self.kernel - 1) // 2 if self.padding is None else self.padding)
-
-
-@RESAMPLE.register("conv")
-@dataclass(frozen=True)
-class StridedConv(ResampleOp):
-    """A ``kernel x kernel`` convolution with stride ``2**level difference`` to the target width,
-    optionally followed by a norm and an activation (PAFPN's bottom-up path, FPN's extra levels)."""
-
-    kernel: int = 3
-    stride: int | None = None
-    padding: Padding = None
-    bias: bool = True
-    norm: Literal["bn", "gn"] | None = None
-    act: ActName | None = None
-    init: Init = "default"
-
-    changes_channels = True
-    has_parameters = True
-
-    def bind(self, x, target):
-        return self if self.stride is not None else replace(self, stride=2 ** max(target.level - x.level, 0))
-
-    def label(self) -> str:
-        return f"conv{self.kernel}x{self.kernel} /{self.stride}" if self.stride and self.stride > 1 else f"conv{self.kernel}x{self.kernel}"
-
-    def infer(self, x, target):
-        step = _level_step(self.stride, "conv stride")
-        check_norm(self.norm, target.channels)
-        return FeatureShape(target.channels, x.level + step, window_out(x.size, self.kernel, self.stride, self.padding))
-
-    def emit(self, e, args, shapes, out):
-        conv = build_conv(shapes[0].channels, out.channels, self.kernel, self.stride, self.padding, self.bias, self.init)
-        y = emit_conv(e, "conv", conv, args[0], self.padding)
-        if self.norm:
-            y = e.call_module(self.norm, build_norm(self.norm, out.channels), y)
-        return emit_act(e, self.act, y) if self.act else y
 
 
 @RESAMPLE.register("project")
