@@ -1,10 +1,12 @@
 """The op registries. Importing this package registers every built-in op.
 
-To add an op, write one class in the module of its kind (``resample.py``, ``fuse.py`` or
-``post.py``) and decorate it with the registry's ``register``; nothing else needs to change.
+To add an op, write one class in the module of its family (``fuse.py``, ``resample.py``,
+``csp.py``...) and decorate it with its registry's ``register``, once per kind of place it fits
+(``conv`` is registered as a resample and as a post op: one class); nothing else needs to
+change. Ops of one's own are registered the same way from outside (:mod:`pyramidgraph.plugins`).
 """
 
-from . import apply, attention, csp, fpg, fuse, gates, interpolate, post, resample  # noqa: F401  (registration side effects)
+from . import apply, attention, backbone, conv, csp, elementwise, fpg, fuse, gates, interpolate, post, resample, transformer  # noqa: F401  (registration side effects)
 from .base import APPLY, FUSE, POST, REGISTRIES, RESAMPLE, ApplyOp, FuseOp, Op, OpError, PostOp, Registry, ResampleOp
 
 __all__ = ["APPLY", "FUSE", "POST", "REGISTRIES", "RESAMPLE", "ApplyOp", "FuseOp", "Op", "OpError", "PostOp", "Registry", "ResampleOp"]
