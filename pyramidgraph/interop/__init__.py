@@ -13,8 +13,9 @@ from typing import Any, Mapping
 import torch
 
 from ..compiler import compile as compile_spec
+from ..errors import SpecError
 from ..module import PyramidNeck
-from . import asff, effdet, mmdet, mmdet_bfp, mmdet_fpg, mmdet_fpn, mmdet_nasfpn, mmdet_yolox, torchvision, ultralytics  # noqa: F401  (register the references)
+from . import asff, effdet, mmdet, mmdet_bfp, mmdet_fpg, mmdet_fpn, mmdet_nasfpn, mmdet_rfp, mmdet_yolox, torchvision, ultralytics  # noqa: F401  (register the references)
 from .base import REFERENCES, Conversion, ConversionError, KeyMap, Reference, reference_for, register_reference
 
 __all__ = ["from_reference", "conversion", "convert_state_dict", "REFERENCES", "Conversion", "KeyMap", "Reference", "register_reference"]
@@ -31,6 +32,8 @@ def conversion(source: str, config: Mapping[str, Any]) -> Conversion:
         raise ConversionError(source, f"the config must be a mapping (a JSON object) of the reference's constructor arguments, not {type(config).__name__}")
     try:
         return reference.convert(config)
+    except SpecError:  # a converter's own refusal (ConversionError), worded already: not wrapped again
+        raise
     except KeyError as exc:
         raise ConversionError(source, f"the config has no {exc.args[0]!r}, which {source} needs") from None
     except (TypeError, ValueError, AttributeError, IndexError, ZeroDivisionError, OverflowError) as exc:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from ..shape import FeatureShape, ShapeError
@@ -176,3 +176,48 @@ class PixelWeights(FuseOp):
             term = e.call_function(operator.mul, x, weight)
             total = term if total is None else e.call_function(operator.add, total, term)
         return total
+
+
+def _zero_conv(module) -> None:
+    """mmcv's ``constant_init(m, 0)``: weight and bias zero."""
+    from torch import nn
+
+    nn.init.zeros_(module.weight)
+    nn.init.zeros_(module.bias)
+
+
+@FUSE.register("gated_blend")
+@dataclass(frozen=True)
+class GatedBlend(FuseOp):
+    """A per-pixel blend of two maps, gated by the first (DetectoRS' recursive feature pyramid
+    mixing its new pyramid into the old one): ``w * a + (1 - w) * b`` with
+    ``w = sigmoid(conv1x1(a))``, one channel broadcast over the others. The 1x1 conv (with bias)
+    is the op's module; ``zeros_init`` starts it at zero, so ``w = 0.5`` (mmdet's ``rfp_weight``)."""
+
+    zeros_init: bool = True
+
+    has_parameters = True
+
+    def label(self) -> str:
+        return "gated blend"
+
+    def weight_estimate(self, shapes, out):
+        return out.channels + 1
+
+    def infer(self, xs):
+        if len(xs) != 2:
+            raise ShapeError(f"fuse 'gated_blend' blends exactly two inputs (the gating one first), got {len(xs)}")
+        return _same_channels(self.name, xs)
+
+    def emit(self, e, args, shapes, out):
+        import torch
+
+        from .common import build_conv
+
+        conv = build_conv(out.channels, 1, 1, 1, 0, True, "default")
+        if self.zeros_init:
+            conv = replace(conv, init=_zero_conv)
+        weight = e.call_function(torch.sigmoid, e.call_module("", conv, args[0]))
+        kept = e.call_function(operator.mul, weight, args[0])
+        rest = e.call_function(operator.mul, e.call_function(operator.sub, 1, weight), args[1])
+        return e.call_function(operator.add, kept, rest)
