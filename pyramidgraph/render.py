@@ -587,6 +587,8 @@ def _spec_boxes(analysis: Analysis, expand: bool, look: _Look = _DEFAULT_LOOK) -
             tail = shown(source)
             level = boxes[tail].level
             direction = "down" if level > shape.level else "up" if level < shape.level else "same"
+            if node.apply is not None and level != shape.level:  # an apply op reads the map at its own level: nothing resamples it
+                chain = [f"level {level}"]
             edges.append(_Edge(tail, node_id, chain, edge.source.endswith(".pre"), direction, look.edge_labels))
     drawn = list(boxes.values())
     if look.cell:

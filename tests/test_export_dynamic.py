@@ -69,6 +69,10 @@ PLANS = {
     "bfp": Plan(remainder=32, min_b=2, example=(2, 3), runs=((3, 2), (4, 3))),
     # P7 is floor(b / 4): at least 2 from b = 8
     "nasfpn": Plan(remainder=16, min_b=8, example=(8, 9), runs=((9, 8), (10, 9)), params={"channels": 64, "stack_times": 2}),
+    # sides multiples of 64: the re-run ResNet's maps (ceil halvings of the image) and the FPN's of
+    # C2..C5 agree at any size, but torch.export cannot prove ceil(32 b / 64) == ceil(b / 2); P6 is b,
+    # at least 2 from b = 2; fewer Bottlenecks (the first of each stage sets its sizes), for time
+    "rfp": Plan(unit=64, min_b=2, example=(2, 3), runs=((3, 2), (4, 3)), params={"channels": 64, "aspp_channels": 16, "stage_blocks": [2, 1, 1, 1]}),
 }
 SPECS = sorted(pyramidgraph.bundled_specs())
 

@@ -38,7 +38,8 @@ def _failures(report: dict, *kinds: str) -> list:
 
 def test_the_sample_reaches_every_spec_form_and_outcome(sample):
     assert sample["cases"] == 150 and not sample["harness_errors"]
-    assert set(sample["specs"].values()) <= {18, 19} and len(sample["specs"]) == len(pyramidgraph.bundled_specs())
+    per_spec = 150 // len(pyramidgraph.bundled_specs())  # the cases go round the bundled specs
+    assert set(sample["specs"].values()) <= {per_spec, per_spec + 1} and len(sample["specs"]) == len(pyramidgraph.bundled_specs())
     assert all(sample["forms"][form] for form in ("text", "bytes", "path"))
     assert sample["outcomes"].get("valid", 0) > 0 and sample["outcomes"].get("spec_error", 0) > 0
     assert sample["cli"]["in_process"] >= 15 and sample["cli"]["subprocess"] == 1

@@ -193,6 +193,8 @@ RULES = {
     "yolox_pafpn": "image sides divisible by 32 (fixed-factor upsampling in T4.from_R5, T3.from_R4): C3 a multiple of 4, each input exactly half the next finer",
     "yolov8": "image sides divisible by 32 (fixed-factor upsampling in P4_td.from_C5, P3_out.from_P4_td): C3 a multiple of 4, each input exactly half the next finer",
     "asff": "image sides divisible by 32 (fixed-factor upsampling in L4_fused.from_C5, L3_fused.from_C5, ...): C3 a multiple of 4, each input exactly half the next finer",
+    "fpt": "inputs of ceil(image / stride), as padded stride-2 convs give them, for any image size; floor(image / stride) only for image sides divisible by 32",
+    "rfp": "inputs of ceil(image / stride), as padded stride-2 convs give them, for any image size; floor(image / stride) only for image sides divisible by 32",
 }
 
 
