@@ -10,13 +10,15 @@ under the op's module path, so the ``state_dict`` keys are the ones the op alway
 Each node carries, in ``node.meta`` (torch.fx's place for per-node facts):
 
 * ``ir_op``: the IR value the node belongs to (``P4_td.pre``), ``spec_node``: the spec node
-  (``P4_td``), ``role``: ``input``, ``edge``, ``fuse`` or ``post``, ``op``: the op's label,
+  (``P4_td``), ``role``: ``input``, ``edge``, ``fuse``, ``post`` or ``apply``, ``op``: the op's label,
   ``module_path``: where its weights live, ``source``: ``file:line:col`` of the spec node;
   a read of a map's size has ``size_of``: the IR value whose size it reads (it is named
   after that value: ``p4_size``);
-* ``shape``: the :class:`FeatureShape` of the value, on the node that holds an IR value
-  (an input or an op's result); :func:`pyramidgraph.shapes.propagate_shapes` adds torch's
-  ``tensor_meta`` to every node.
+* ``shape``: the :class:`FeatureShape` of the value, on the node that holds an IR value (an
+  input or an op's result). The calls inside a composite op carry no shape of their own:
+  ``torch.fx.passes.shape_prop.ShapeProp`` on meta tensors gives every node torch's
+  ``tensor_meta`` when a pass needs it (``info`` does so to count MACs); the compiler does not,
+  since it costs as much as building the weights.
 
 Nodes are named after the value they hold: an op's result after its IR value (``p4_td``), the
 calls inside it after the value and the call (``p4_td_post0_cv1_conv``, ``p4_td_pre_add``)::

@@ -107,7 +107,7 @@ class InputContract:
         used = [name in readers or name in outputs for name in spec_names]
         levels = [shape.level for _, shape in external]
         max_level = max([shape.level for shape in ir.values().values()] + levels)
-        exact = [op.name for op in ir.ops if getattr(op.op, "exact_ratio", False)]
+        exact = [op.name for op in ir.ops if op.op.exact_ratio]
         lowering = _Relower(doc, flat) if doc is not None and flat is not None else None
         contract = cls(ir.name, [n for n, _ in external], [s.channels for _, s in external], levels, used, max_level, exact, lowering)
         known = [shape.size for _, shape in external]

@@ -100,6 +100,9 @@ class NodeDecl:
     block: str | None = None  # the shared block (or the node or include named by ``share:``) whose weights the node uses
     apply: ApplyOp | None = None  # ``apply:``: one op over the inputs as they are (then ``fuse`` is unused)
     share_of: str | None = None  # ``share:``: the node or include (by id) whose weights the node uses
+    share_group: str | None = None  # the node, or the include (by id), that wrote ``share:``
+    share_kind: str = "node"  # what ``share:`` was written on: ``node`` or ``include``
+    share_where: Where | None = None  # where that ``share:`` is written (an include's, for its nodes' problems)
 
 
 @dataclass
@@ -211,6 +214,8 @@ class _Expander:
         self.include_inputs: list[IncludeInput] = []  # every include's inputs, checked at the end
         self.included: dict[str, Document | None] = {}  # included specs read so far (None: refused, reported)
         self.share_of: str | None = None  # in an include with ``share:``: the include whose weights its nodes use
+        self.share_group: str | None = None  # ... and that include's own id
+        self.share_where: Where | None = None  # ... and where its ``share:`` is written
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -570,8 +575,10 @@ class _Expander:
             other = self.ev(body["share"], env, where + ("share",))
             if not isinstance(other, str) or not _NAME.match(other):
                 raise self.fail(where + ("share",), f"share names an include whose weights this one uses, not {other!r}")
-            prefix, block = f"{module_prefix}{other}.", f"{scope.prefix}{other}"
+            prefix, block = f"{module_prefix}{other}.", shared_block or f"{scope.prefix}{other}"
         sub.share_of = f"{scope.prefix}{other}" if body.get("share") is not None else self.share_of
+        sub.share_group = f"{scope.prefix}{name}" if body.get("share") is not None else self.share_group
+        sub.share_where = where + ("share",) if body.get("share") is not None else self.share_where
         sub.expand_scope(doc.data["nodes"], sub_env, Where(("nodes",), ("nodes",), doc), inner, prefix, defaults, block)
         self.node_count = sub.node_count
         outputs = outputs_of(sub, doc.data, sub_env, inner, resolve=False)
@@ -634,8 +641,15 @@ class _Expander:
             other = self.ev(body["share"], env, where + ("share",))
             if not isinstance(other, str) or not _NAME.match(other):
                 raise self.fail(where + ("share",), f"share names a node whose weights this one uses, not {other!r}")
-            module, block = module_prefix + other, scope.prefix + other
-        decl = NodeDecl(node_id, module, level, channels, fuse, post, edges, where, block, apply, block if body.get("share") is not None else self.share_of)
+            module, block = module_prefix + other, shared_block or scope.prefix + other  # in a shared block the block stays the owner
+        shares = body.get("share") is not None
+        decl = NodeDecl(
+            node_id, module, level, channels, fuse, post, edges, where, block, apply,
+            share_of=scope.prefix + other if shares else self.share_of,
+            share_group=node_id if shares else self.share_group,
+            share_kind="node" if shares else "include",
+            share_where=where + ("share",) if shares else self.share_where,
+        )
         self.nodes[node_id] = decl
 
     def edge(self, item: Any, env: dict[str, Any], where: Where, policy: dict[str, Any], scope: Scope) -> EdgeDecl:
@@ -699,8 +713,14 @@ class _Expander:
             ref, tap = ref[: -len(".pre")], ".pre"
         base, _, last = ref.rpartition(".")
         if base and last.isdigit() and not tap:  # ``X.1``: output 1 of an op with several outputs
+            whole = self._resolve_name(ref, "", scope, depth)  # unless ``X.1`` is itself an output's name (an include's or block's ``halves.1``)
+            if whole is not None:
+                return whole
             resolved = self.resolve(base, scope, depth + 1)
             return None if resolved is None else f"{resolved}.{int(last)}"
+        return self._resolve_name(ref, tap, scope, depth)
+
+    def _resolve_name(self, ref: str, tap: str, scope: Scope, depth: int) -> str | None:
         head, *rest = ref.split(".")
         current: Scope | None = scope
         while current is not None and head not in current.names:
@@ -714,9 +734,10 @@ class _Expander:
             resolved = self.resolve(target.ref, target.scope, depth + 1)
             return None if resolved is None or rest else resolved + tap
         if isinstance(target, _BlockOutputs):
-            if len(rest) != 1 or rest[0] not in target.outputs or target.last is None:
+            output = ".".join(rest)  # an output's name may hold an index: an include's ``halves.1``
+            if output not in target.outputs or target.last is None:
                 return None
-            resolved = self.resolve(target.refs.get(rest[0], rest[0]), target.last, depth + 1)
+            resolved = self.resolve(target.refs.get(output, output), target.last, depth + 1)
             return None if resolved is None else resolved + tap
         if rest or target is None:
             return None

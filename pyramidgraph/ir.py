@@ -31,7 +31,8 @@ class IROp:
     shape: FeatureShape | tuple[FeatureShape, ...]
     """The result's shape; a tuple for an op with several outputs (``OutputOf`` ops pick them)."""
     meta: dict[str, Any] = field(default_factory=dict)
-    """``node``: the spec node id; ``role``: ``edge``, ``fuse`` or ``post``; ``where``: its spec place."""
+    """``node``: the spec node id; ``role``: ``edge``, ``fuse``, ``post`` or ``apply``; ``where``: its
+    spec place; ``source``: its ``file:line:col``."""
 
 
 @dataclass

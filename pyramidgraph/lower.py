@@ -11,6 +11,12 @@ shapes the compiled module has. For every node, in dataflow order:
 3. the resampled inputs must agree in spatial size (when an image size is known);
 4. fusion (for two or more inputs) and the post ops follow, and the result must have the
    node's declared width.
+
+A node with ``apply:`` is one op over its inputs as they are (no resampling, no fusion): the op
+gives the output's level and shape, or several outputs, each a value ``node.<i>``. A node or
+include with ``share:`` keeps its weights at the paths of the one it names, and must hold
+exactly those weights (same ops, same widths, same inputs). Every op is asked the same
+questions at its place (:class:`~pyramidgraph.ops.base.Site`): :meth:`Op.at` and :meth:`Op.shape`.
 """
 
 from __future__ import annotations
@@ -40,6 +46,15 @@ def _slug(ref: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", ref)
 
 
+def _shown(op, other) -> str:
+    """``op``'s label, with the parameters in which it differs from ``other`` when the labels agree."""
+    if op.label() != other.label() or type(op) is not type(other):
+        return op.label()
+    theirs = other.params()
+    differ = {k: v for k, v in op.params().items() if theirs.get(k) != v}
+    return f"{op.label()} ({', '.join(f'{k}={v!r}' for k, v in differ.items())})" if differ else op.label()
+
+
 def _widths_of(shape: FeatureShape | tuple[FeatureShape, ...]) -> int | tuple[int, ...]:
     """The width of a value, or the widths of an op's several outputs."""
     return shape.channels if isinstance(shape, FeatureShape) else tuple(s.channels for s in shape)
@@ -61,6 +76,18 @@ def _edge_slugs(node: NodeDecl) -> list[str]:
     return slugs
 
 
+class _ShareError(ShapeError):
+    """A ``share:`` that cannot hold: reported where the ``share:`` is written."""
+
+    def __init__(self, where_or_message, message_or_where=None):
+        if isinstance(where_or_message, str):  # (message, where)
+            message, where = where_or_message, message_or_where
+        else:  # (where, message)
+            where, message = where_or_message, message_or_where
+        super().__init__(message)
+        self.where = where
+
+
 class _Lowering:
     def __init__(self, doc: Document, flat: FlatSpec):
         self.doc = doc
@@ -72,7 +99,8 @@ class _Lowering:
         self.size_refs: dict[int, str] = {}
         self.shared: dict[str, tuple[tuple, str]] = {}
         self.sources: dict[str, str] = {}
-        self.output_counts: dict[str, int] = {}  # node -> how many outputs its apply op gives, when more than one
+        self.output_counts: dict[str, int] = {}
+        self.param_paths: dict[str, set[str]] = {}  # node -> the module paths of its ops with weights  # node -> how many outputs its apply op gives, when more than one
         self.module_owners: dict[str, str] = {}  # module path -> the node (or shared block) owning it
 
     def input_shapes(self, sizes: Sequence[tuple[int, int] | None] | None = None) -> list[tuple[str, FeatureShape]]:
@@ -111,9 +139,10 @@ class _Lowering:
         if op.has_parameters:
             first = self.shared.setdefault(module, (signature, node.id))
             if node.share_of and first[1] != node.id and first[0] != signature:
-                raise ShapeError(
-                    f"share: '{node.id}' uses the weights of '{node.share_of}', but '{module}' is {first[0][0].label()} with {_widths(first[0][1])} -> {first[0][2]} channels "
-                    f"in '{first[1]}' and {signature[0].label()} with {_widths(signature[1])} -> {signature[2]} in '{node.id}'; shared weights need the same ops and widths"
+                raise _ShareError(
+                    node.share_where or node.where,
+                    f"share: '{node.id}' uses the weights of '{node.share_of}', but '{module}' is {_shown(first[0][0], signature[0])} with {_widths(first[0][1])} -> {first[0][2]} channels "
+                    f"in '{first[1]}' and {_shown(signature[0], first[0][0])} with {_widths(signature[1])} -> {signature[2]} in '{node.id}'; shared weights need the same ops and widths"
                 )
             if first[0][0] != signature[0]:
                 raise ShapeError(
@@ -125,6 +154,8 @@ class _Lowering:
                     f"shared block: '{module}' is used by '{first[1]}' with {_widths(first[0][1])} -> {first[0][2]} channels "
                     f"and by '{node.id}' with {_widths(signature[1])} -> {signature[2]}; set share: false or make the widths equal"
                 )
+        if op.has_parameters:
+            self.param_paths.setdefault(node.id, set()).add(module)
         self.ops.append(IROp(name, module, op, args, shapes, shape, {"node": node.id, "role": role, "where": node.where, "source": self.source_of(node)}))
         self.values[name] = shape  # a tuple of shapes for an op with several outputs
         return name
@@ -184,6 +215,43 @@ class _Lowering:
             )
         return value
 
+    def check_share(self, node: NodeDecl) -> None:
+        """``share:`` names what it can: a node shares a node's weights, an include an include's,
+        and what it names holds weights of its own (not shared in turn)."""
+        try:
+            self._check_share(node)
+        except ShapeError as exc:
+            raise _ShareError(str(exc), node.share_where or node.where) from None
+
+    def _check_share(self, node: NodeDecl) -> None:
+        target, nodes = node.share_of, self.flat.nodes
+        is_node = target in nodes
+        is_include = not is_node and any(n.startswith(target + ".") for n in nodes)
+        if not is_node and not is_include:
+            raise ShapeError(f"share: there is no node or include '{target}' whose weights '{node.share_group}' could use{did_you_mean(target, nodes)}")
+        if node.share_kind == "node" and not is_node:
+            raise ShapeError(f"share: '{target}' is an included spec; a node shares another node's weights (an include shares another include's)")
+        if node.share_kind == "include" and is_node:
+            raise ShapeError(f"share: '{target}' is a node; an include shares the weights of another include of the same spec")
+        owners = [n for n in nodes.values() if n.id == target or n.id.startswith(target + ".")]
+        if any(n.share_of for n in owners):
+            raise ShapeError(f"share: '{target}' uses the weights of '{owners[0].share_of}' itself; share '{owners[0].share_of}' instead")
+
+    def check_shared_paths(self) -> None:
+        """A sharer holds exactly its owner's weights: no module of its own under the owner's name
+        (an input the owner does not have, one more post op) and none of the owner's left out."""
+        groups: dict[tuple[str, str], NodeDecl] = {}
+        for node in self.flat.nodes.values():
+            if node.share_of and node.share_group:
+                groups.setdefault((node.share_group, node.share_of), node)
+        for (group, target), first in groups.items():
+            mine = set().union(*(paths for owner, paths in self.param_paths.items() if owner == group or owner.startswith(group + ".")))
+            theirs = set().union(*(paths for owner, paths in self.param_paths.items() if owner == target or owner.startswith(target + ".")))
+            if mine != theirs:
+                extra, missing = sorted(mine - theirs), sorted(theirs - mine)
+                said = f"would hold weights '{target}' does not have ({', '.join(extra[:3])})" if extra else f"leaves out weights of '{target}' ({', '.join(missing[:3])})"
+                raise _ShareError(first.share_where or first.where, f"share: '{group}' uses the weights of '{target}' but {said}; a node that shares weights has the same inputs and ops as the one it shares with")
+
     def read(self, node: NodeDecl, edge: EdgeDecl) -> str:
         """The value an edge reads; an op's several outputs are read one at a time (``X.1``)."""
         base = base_of(edge.source)
@@ -229,8 +297,8 @@ class _Lowering:
         self.finish(node, value, out.level)
 
     def lower_node(self, node: NodeDecl) -> None:
-        if node.share_of and node.share_of not in self.flat.nodes and not any(n.startswith(node.share_of + ".") for n in self.flat.nodes):
-            raise ShapeError(f"share: there is no node or include '{node.share_of}' whose weights '{node.id}' could use{did_you_mean(node.share_of, self.flat.nodes)}")
+        if node.share_of:
+            self.check_share(node)
         if node.apply is not None:
             return self.lower_apply(node)
         sources = [self.values[self.read(node, e)] for e in node.edges]
@@ -289,9 +357,19 @@ def lower(doc: Document, flat: FlatSpec, input_sizes: Sequence[tuple[int, int] |
             continue
         try:
             lowering.lower_node(node)
+        except _ShareError as exc:  # reported where the share is written (an include's, not in the included file)
+            issue = exc.where.issue(doc, str(exc), key=False)
+            if not any((i.file, i.line, i.col) == (issue.file, issue.line, issue.col) for i in lowering.issues):  # one per share: written once
+                lowering.issues.append(issue)
+            broken.add(node_id)
         except ShapeError as exc:
             lowering.issues.append(node.where.issue(doc, str(exc), key=True))
             broken.add(node_id)
+    if not lowering.issues:
+        try:
+            lowering.check_shared_paths()
+        except _ShareError as exc:
+            lowering.issues.append(exc.where.issue(doc, str(exc)))
     if lowering.issues:
         return None, lowering.issues
     too_large = _weights_too_large(doc, flat, lowering.ops)

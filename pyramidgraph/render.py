@@ -511,6 +511,8 @@ def _edge_chains(ir: IRGraph, node: NodeDecl, producers: dict[str, IROp]) -> lis
     Lowering gives a node with several inputs one fuse op whose arguments are its edges' last
     values in ``from`` order (with one input, the node's ``.pre`` value is that edge's); walking
     back through the node's own edge ops from there gives each chain as the compiler built it."""
+    if node.apply is not None:  # an apply node reads its inputs as they are: no chains
+        return [[] for _ in node.edges]
     pre = ir.node_values[node.id + ".pre"]
     ends = producers[pre].args if len(node.edges) > 1 else [pre]
     chains = []
@@ -1127,7 +1129,8 @@ def _lowered_diagram(analysis: Analysis, width: float | None = None) -> graphviz
                 attrs = {"peripheries": "2", "penwidth": "1.6"} if op.name in outputs else {}
                 size_refs = op.args[len(_tensor_args(op)) :]
                 tooltip = f"{op.name} (module {op.module})" + (f"; resizes to the size of {', '.join(size_refs)}" if size_refs else "")
-                sub.node(op.name, f"{op.op.label()}\n{_shape_text(op.shape)}", fillcolor=colour, tooltip=tooltip, **attrs)
+                shapes = op.shape if isinstance(op.shape, tuple) else (op.shape,)  # an op with several outputs shows each
+                sub.node(op.name, f"{op.op.label()}\n{' | '.join(_shape_text(s) for s in shapes)}", fillcolor=colour, tooltip=tooltip, **attrs)
     for op in ir.ops:
         for arg in _tensor_args(op):
             g.edge(arg, op.name)

@@ -55,6 +55,8 @@ def reserved_reason(name: str) -> str | None:
     """Why ``name`` cannot name a node, block or input, or None when it can."""
     if keyword.iskeyword(name):
         return f"'{name}' is a Python keyword, and names become variables of the generated forward; choose another name, such as '{name}_'"
+    if name == "external":
+        return "'external' holds the modules a spec calls (apply: {call: ...}); choose another name, such as 'external_'"
     if name in MODULE_ATTRIBUTES or name.startswith("__"):
         return f"'{name}' is an attribute of the compiled module (a torch.fx.GraphModule), where nodes keep their weights; choose another name, such as '{name}_'"
     return None

@@ -44,9 +44,12 @@ def _issues(body: str) -> list[str]:
         ),
         (
             "  A: {from: [halves.0], post: [conv3x3]}\n  B: {from: [C4], share: A, post: [conv3x3]}\noutputs: [A, B]",
-            "<string>:8:3: nodes.B: share: 'B' uses the weights of 'A', but 'A.post0' is conv3x3 with 8 -> 8 channels in 'A' and conv3x3 with 32 -> 32 in 'B'; shared weights need the same ops and widths",
+            "<string>:8:26: nodes.B.share: share: 'B' uses the weights of 'A', but 'A.post0' is conv3x3 with 8 -> 8 channels in 'A' and conv3x3 with 32 -> 32 in 'B'; shared weights need the same ops and widths",
         ),
-        ("  A: {from: [halves.0], post: [conv3x3]}\n  B: {from: [halves.1], share: Q, post: [conv3x3]}\noutputs: [A, B]", "<string>:8:3: nodes.B: share: there is no node or include 'Q' whose weights 'B' could use"),
+        (
+            "  A: {from: [halves.0], post: [conv3x3]}\n  B: {from: [halves.1], share: Q, post: [conv3x3]}\noutputs: [A, B]",
+            "<string>:8:32: nodes.B.share: share: there is no node or include 'Q' whose weights 'B' could use",
+        ),
     ],
 )
 def test_bad_apply_and_share_specs_are_refused_where_they_are_written(body, message):
@@ -92,9 +95,9 @@ outputs: [second.P3, second.P4, second.P5]
 """
     with pytest.raises(pyramidgraph.SpecError) as info:  # first's inputs are 16, 32, 64 wide; second's all 16
         pyramidgraph.compile(spec)
-    assert str(info.value).endswith(
-        "fpn.yaml:58:3: nodes.L4: share: 'second.L4' uses the weights of 'first', but 'first.L4.post0' is conv1x1 with 32 -> 16 channels in 'first.L4' "
-        "and conv1x1 with 16 -> 16 in 'second.L4'; shared weights need the same ops and widths (also in L5)"
+    assert str(info.value) == (  # at the include's share:, not inside the included file
+        "<string>:7:126: nodes.second.share: share: 'second.L4' uses the weights of 'first', but 'first.L4.post0' is conv1x1 with 32 -> 16 channels in 'first.L4' "
+        "and conv1x1 with 16 -> 16 in 'second.L4'; shared weights need the same ops and widths"
     )
     same = spec.replace("[16, 32, 64]", "[16, 16, 16]")
     neck = pyramidgraph.compile(same)
@@ -146,3 +149,86 @@ def test_checking_and_measuring_a_spec_with_calls_needs_no_module():
     assert pyramidgraph.validate(CALLS).ir.values()["B4"].describe() == "32 channels at level 4, 4x4"
     cost = pyramidgraph.neck_info(CALLS)
     assert [(n.name, n.channels, n.size, n.params) for n in cost.nodes] == [("P4", 16, (4, 4), 528), ("P3", 16, (8, 8), 0), ("B4", 32, (4, 4), 0), ("F4", 32, (4, 4), 0)]
+
+
+SHARES = """
+pyramidgraph: 1
+example: {in_channels: [16, 16], image: 64}
+inputs: {C3: {level: 3}, C4: {level: 4}}
+nodes:
+%s
+"""
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (
+            "  A: {from: [C3], channels: 8}\n  B: {from: [C4], share: A, level: 3, channels: 8}\noutputs: [A, B]",
+            "<string>:7:26: nodes.B.share: share: 'B' uses the weights of 'A' but would hold weights 'A' does not have (A.from_C4); a node that shares weights has the same inputs and ops as the one it shares with",
+        ),
+        (
+            "  A: {from: [C3], post: [conv3x3]}\n  B: {from: [C4], share: A, post: [conv3x3, conv1x1]}\noutputs: [A, B]",
+            "<string>:7:26: nodes.B.share: share: 'B' uses the weights of 'A' but would hold weights 'A' does not have (A.post1); a node that shares weights has the same inputs and ops as the one it shares with",
+        ),
+        (
+            "  A: {from: [C3], post: [conv3x3, conv1x1]}\n  B: {from: [C4], share: A, post: [conv3x3]}\noutputs: [A, B]",
+            "<string>:7:26: nodes.B.share: share: 'B' uses the weights of 'A' but leaves out weights of 'A' (A.post1); a node that shares weights has the same inputs and ops as the one it shares with",
+        ),
+        (
+            "  A: {from: [C3], post: [conv3x3]}\n  B: {from: [C4], share: A, post: [conv3x3]}\n  C: {from: [C4], share: B, post: [conv3x3]}\noutputs: [A, B, C]",
+            "<string>:8:26: nodes.C.share: share: 'B' uses the weights of 'A' itself; share 'A' instead",
+        ),
+        (
+            "  inc: {include: fpn, inputs: [C3, C4], params: {channels: 8, first_level: 3, extra: none}}\n  B: {from: [inc.P4], share: inc, post: [conv3x3]}\noutputs: [inc.P3, B]",
+            "<string>:7:30: nodes.B.share: share: 'inc' is an included spec; a node shares another node's weights (an include shares another include's)",
+        ),
+        (
+            "  A: {from: [C3], post: [bn]}\n  B: {from: [A], share: A, post: [{bn: {eps: 0.001}}]}\noutputs: [B, C4]",
+            "<string>:7:25: nodes.B.share: share: 'B' uses the weights of 'A', but 'A.post0' is bn (eps=1e-05) with 16 -> 16 channels in 'A' "
+            "and bn (eps=0.001) with 16 -> 16 in 'B'; shared weights need the same ops and widths",
+        ),
+        ("  external: {from: [C3], post: [conv1x1]}\noutputs: [external, C4]", "<string>:6:3: nodes.external: 'external' holds the modules a spec calls (apply: {call: ...}); choose another name, such as 'external_'"),
+        (
+            "  A: {from: [C3], apply: {call: {module: forward}}}\noutputs: [A, C4]",
+            "<string>:6:3: nodes.A: call: module 'forward' must be a plain name (letters, digits and _) that is not an attribute of nn.Module, such as 'stage2'",
+        ),
+        ("  A: {from: [C3], apply: {split: 1}}\noutputs: [A.0, C4]", "<string>:6:3: nodes.A: split: parts must be at least 2, got 1"),
+        ("  A: {from: [C3], apply: {split: 0}}\noutputs: [A.0, C4]", "<string>:6:26: nodes.A.apply: apply op 'split': parameter 'parts' must be between 1 and 65536, not 0"),
+    ],
+)
+def test_shares_that_cannot_hold_and_bad_names_are_refused_where_written(body, message):
+    with pytest.raises(pyramidgraph.SpecError) as info:
+        pyramidgraph.compile(SHARES % body)
+    assert [issue.format() for issue in info.value.issues] == [message]
+
+
+def test_a_share_inside_a_shared_block_keeps_the_block_the_owner():
+    body = (
+        "  A: {from: [C3], post: [conv3x3]}\n  cell:\n    repeat: 2\n    share: true\n    inputs: [A]\n    outputs: [O4]\n    nodes:\n"
+        "      O3: {from: [A], post: [conv3x3]}\n      O4: {from: [O3], share: O3, post: [conv3x3]}\noutputs: [cell.O4, C4]"
+    )
+    neck = pyramidgraph.compile(SHARES % body)
+    assert list(neck.state_dict()) == ["A.post0.weight", "A.post0.bias", "cell.O3.post0.weight", "cell.O3.post0.bias"]
+    assert [n.target for n in neck.graph.nodes if n.op == "call_module"] == ["A.post0"] + ["cell.O3.post0"] * 4
+
+
+def test_an_index_may_be_part_of_an_included_specs_output_name(tmp_path):
+    (tmp_path / "halves.yaml").write_text("pyramidgraph: 1\ninputs: {X: {level: 3}}\nnodes:\n  halves: {from: [X], apply: {split: 2}}\noutputs: [halves.0, halves.1]\n")
+    (tmp_path / "main.yaml").write_text(
+        "pyramidgraph: 1\nexample: {in_channels: [16], image: 64}\ninputs: {C3: {level: 3}}\nnodes:\n"
+        "  inc: {include: halves.yaml, inputs: [C3]}\n  A: {from: [inc.halves.0], post: [conv3x3]}\n"
+        "  cell:\n    inputs: [A]\n    outputs: [S]\n    nodes:\n      S: {from: [A], apply: {split: 2}}\n"
+        "outputs: [A, inc.halves.1, cell.S.1]\n"
+    )
+    neck = pyramidgraph.compile(tmp_path / "main.yaml")
+    assert neck.output_names == ["A", "halves.1", "S.1"]
+    assert [tuple(o.shape) for o in neck(neck.example_inputs())] == [(1, 8, 8, 8), (1, 8, 8, 8), (1, 4, 8, 8)]
+
+
+def test_a_spec_with_several_outputs_renders():
+    from pyramidgraph.render import render
+
+    spec = BASE % "  A: {from: [halves.0], post: [conv3x3]}\n  B: {from: [halves.1], share: A, post: [conv3x3]}\noutputs: [A, B]"
+    assert '"halves" ->' in render(spec).source or "halves ->" in render(spec).source
+    assert "split /2" in render(spec, lowered=True).source

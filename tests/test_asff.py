@@ -100,3 +100,9 @@ def test_rfb_narrows_the_weight_branches_and_other_reference_settings_are_refuse
         with pytest.raises(pyramidgraph.SpecError) as info:
             conversion("asff.ASFF", config)
         assert info.value.issues[0].format().endswith(message.split(": ", 1)[1])
+
+
+def test_an_unknown_config_key_is_refused_with_the_known_ones():
+    with pytest.raises(pyramidgraph.SpecError) as info:
+        conversion("asff.ASFF", {"rfbb": True})
+    assert info.value.issues[0].message == "unknown config key 'rfbb'; did you mean 'rfb'? (ASFF takes: in_channels, out_channels, output_order, rfb, strides, vis)"

@@ -96,3 +96,25 @@ outputs: [P3, B]
         "<string>:6:30: nodes.P3.channels: unknown name 'widht'; did you mean 'width'?",
         "<string>:7:18: nodes.A.from[1]: cycle: A -> B -> A; a node cannot depend on itself",
     ]
+
+
+STAGE_TESTS = {
+    "load": "test_loader.py",
+    "schema": "test_schema.py",
+    "expand": "test_expand.py",
+    "graph": "test_graph.py",
+    "lower": "test_lower.py",
+    "passes": "passes",
+    "primitives": "test_primitives.py",
+    "materialise": "test_weights.py",
+    "module": "test_compile.py",
+}
+"""Where each stage's own tests are (the module stage: the compiled neck's interface, copies, pickling)."""
+
+
+def test_every_stage_has_its_own_tests():
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    assert list(STAGE_TESTS) == [stage.name for stage in STAGES]
+    assert [name for name, path in STAGE_TESTS.items() if not (here / path).exists()] == []

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from ..errors import did_you_mean
 from .base import Conversion, ConversionError, KeyMap, Reference, register_reference
 
 SOURCE = "asff.ASFF"
 IN_CHANNELS = [256, 256, 512]
 OUT_CHANNELS = [256, 512, 1024]
+KNOWN_KEYS = frozenset({"in_channels", "out_channels", "strides", "rfb", "vis", "output_order"})
 
 _UNITS = {
     # reference level: (our fused node, our output node, {reference unit: our module path})
@@ -41,6 +43,9 @@ class ASFF(Reference):
     source = SOURCE
 
     def convert(self, config: Mapping[str, Any]) -> Conversion:
+        unknown = sorted(set(config) - KNOWN_KEYS)
+        if unknown:
+            raise ConversionError(SOURCE, f"unknown config key '{unknown[0]}'{did_you_mean(unknown[0], KNOWN_KEYS)} (ASFF takes: {', '.join(sorted(KNOWN_KEYS))})")
         for key, fixed in (("in_channels", IN_CHANNELS), ("out_channels", OUT_CHANNELS)):
             if key in config and list(config[key]) != fixed:
                 raise ConversionError(SOURCE, f"the reference hard-codes {key} {fixed}; got {list(config[key])}")

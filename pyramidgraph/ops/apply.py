@@ -39,7 +39,7 @@ class Split(ApplyOp):
 
     def widths(self, channels: int) -> list[int]:
         if self.sizes is not None:
-            if not self.sizes or any(s < 1 for s in self.sizes):
+            if len(self.sizes) < 2 or any(s < 1 for s in self.sizes):
                 raise ShapeError(f"split: sizes must be positive widths, got {list(self.sizes)}")
             if sum(self.sizes) != channels:
                 raise ShapeError(f"split: sizes {list(self.sizes)} add up to {sum(self.sizes)} channels, but the input has {channels}")
@@ -49,6 +49,8 @@ class Split(ApplyOp):
         return [channels // self.parts] * self.parts
 
     def infer(self, xs, channels):
+        if self.sizes is None and self.parts < 2:
+            raise ShapeError(f"split: parts must be at least 2, got {self.parts}")
         return [xs[0].with_(channels=width) for width in self.widths(xs[0].channels)]
 
     def emit(self, e, args, shapes, out):
@@ -128,6 +130,14 @@ class CallModule(ApplyOp):
     def infer(self, xs, channels):
         if not self.module:
             raise ShapeError("call: name the module to call (module: NAME), given to compile as modules={NAME: module}")
+        import re
+
+        from ..reserved import MODULE_ATTRIBUTES
+
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.module) or self.module in MODULE_ATTRIBUTES or self.module.startswith("__"):
+            raise ShapeError(f"call: module {self.module!r} must be a plain name (letters, digits and _) that is not an attribute of nn.Module, such as 'stage2'")
+        if self.channels is not None and self.channels < 1:
+            raise ShapeError(f"call: channels must be at least 1, got {self.channels}")
         step = self.stride.bit_length() - 1
         if self.stride < 1 or 2**step != self.stride:
             raise ShapeError(f"call: stride {self.stride} is not a power of two")

@@ -260,14 +260,26 @@ class Registry:
     def register(self, name: str, **aliases: dict[str, Any]):
         """Class decorator: register ``cls`` as ``name``, plus ``alias=preset`` entries."""
 
+        for taken in (name, *aliases):
+            if taken in self.entries:
+                raise ValueError(f"{self.kind} op '{taken}' is already registered (by {self.entries[taken][0].__module__}); choose another name")
+
         def decorate(cls: type[Op]) -> type[Op]:
-            assert issubclass(cls, self.base) or self.kind in cls.kinds, f"{cls.__name__} must subclass {self.base.__name__} or list {self.kind!r} in its kinds"
-            assert name not in self.entries, f"{self.kind} op '{name}' registered twice"
+            if not (isinstance(cls, type) and (issubclass(cls, self.base) or (issubclass(cls, Op) and self.kind in cls.kinds))):
+                raise TypeError(f"a {self.kind} op is a subclass of {self.base.__name__} (or an Op listing {self.kind!r} in its kinds), not {cls!r}")
+            for taken in (name, *aliases):
+                if taken in self.entries:
+                    raise ValueError(f"{self.kind} op '{taken}' is already registered (by {self.entries[taken][0].__module__}); choose another name")
+            if cls.name and cls.name != name and any(entry[0] is cls for registry in REGISTRIES.values() for entry in registry.entries.values()):
+                raise ValueError(f"{cls.__name__} is registered already as '{cls.name}'; an op class has one name (give aliases for others)")
+            try:
+                cls.params_schema()  # every parameter's type must have a schema, or no spec could be checked
+            except TypeError as exc:
+                raise TypeError(f"{self.kind} op '{name}': {exc}; parameters are int, float, bool, str, Literal, None, list[...] or dict[str, ...]") from None
             cls.name = name
             self.entries[name] = (cls, {})
             GENERATION[0] += 1  # the schema and everything derived from the registries are rebuilt
             for alias, preset in aliases.items():
-                assert alias not in self.entries, f"{self.kind} op '{alias}' registered twice"
                 self.entries[alias] = (cls, dict(preset))
             return cls
 
@@ -328,7 +340,7 @@ class FrozenDict(dict):
     def _immutable(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("an op's parameters cannot change")
 
-    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _immutable  # type: ignore[assignment]
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = __ior__ = _immutable  # type: ignore[assignment]
 
     def __reduce__(self):
         return (FrozenDict, (dict(self),))
@@ -348,7 +360,7 @@ def _type_hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-_POSITIVE = {"kernel": 31, "stride": 64, "scale": 64, "groups": 65536, "dilation": 16, "out": 65536}
+_POSITIVE = {"kernel": 31, "stride": 64, "scale": 64, "groups": 65536, "dilation": 16, "out": 65536, "compress": 65536, "norm_groups": 65536, "parts": 65536, "inner": 65536}
 """Integer parameters that must be positive, with an upper bound that catches typos."""
 
 _FLOAT_RANGES = {

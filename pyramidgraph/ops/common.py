@@ -55,6 +55,8 @@ def width_and_step(name: str, stride: int, out: int | None, x: FeatureShape, sit
     if stride < 1 or 2**step != stride:
         raise ShapeError(f"{name} stride {stride} is not a power of two")
     if site.role == "edge":
+        if out is not None:
+            raise ShapeError(f"{name} on an edge maps to the node's width; out applies after a fusion (remove it, or set the node's channels)")
         return site.target.channels, step
     if stride != 1:
         raise ShapeError(f"{name} after a fusion keeps the node's level: stride must be 1, not {stride}; stride on an edge instead")

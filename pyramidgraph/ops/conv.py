@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import ClassVar, Literal
 
 from ..shape import FeatureShape, ShapeError
-from .base import POST, RESAMPLE, Op
+from .base import POST, RESAMPLE, Op, internal
 from .common import ActName, Init, Padding, build_conv, build_norm, check_norm, emit_act, emit_conv, stride_at, width_and_step, window_out
 
 __all__ = ["Conv"]
@@ -38,6 +38,8 @@ class Conv(Op):
     norm: Literal["bn", "gn"] | None = None
     act: ActName | None = None
     init: Init = "default"
+    placed: str | None = internal()
+    """Where :meth:`at` put it (``edge`` or ``post``): that decides its module names."""
 
     kinds: ClassVar[tuple[str, ...]] = ("resample", "post")
     shorthand = "kernel"
@@ -45,7 +47,7 @@ class Conv(Op):
     changes_channels = True
 
     def at(self, inputs, site):
-        return replace(self, stride=stride_at(self.stride, inputs[0], site))
+        return replace(self, stride=stride_at(self.stride, inputs[0], site), placed=site.role)
 
     def label(self) -> str:
         return f"conv{self.kernel}x{self.kernel} /{self.stride}" if self.stride and self.stride > 1 else f"conv{self.kernel}x{self.kernel}"
@@ -60,7 +62,7 @@ class Conv(Op):
 
     def emit(self, e, args, shapes, out):
         conv = build_conv(shapes[0].channels, out.channels, self.kernel, self.stride, self.padding, self.bias, self.init, self.groups, self.dilation)
-        alone = e.op.meta.get("role") == "post" and not self.norm  # after a fusion, a plain conv's weights sit at the op's own path
+        alone = self.placed == "post" and not self.norm  # after a fusion, a plain conv's weights sit at the op's own path
         y = emit_conv(e, "" if alone else "conv", conv, args[0], self.padding)
         if self.norm:
             y = e.call_module(self.norm, build_norm(self.norm, out.channels), y)
