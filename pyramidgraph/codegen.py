@@ -32,6 +32,7 @@ calls inside it after the value and the call (``p4_td_post0_cv1_conv``, ``p4_td_
 
 from __future__ import annotations
 
+import functools
 import operator
 import re
 from collections import OrderedDict
@@ -48,6 +49,7 @@ from .weights import Declaration, ExternalDecl, ModuleDecl, ParameterDecl
 __all__ = ["Emitter", "PrimitiveGraph", "build_primitive_graph", "emit_graph"]
 
 
+@functools.lru_cache(maxsize=65536)
 def _var(name: str) -> str:
     """A Python identifier for a value name: ``cell.0.P4_td.pre`` -> ``cell_0_p4_td_pre``."""
     ident = re.sub(r"[^0-9a-zA-Z_]+", "_", name).strip("_").lower()
@@ -141,14 +143,13 @@ class Emitter:
         return _wrapped_if_marked(node)
 
     def size_of(self, value: torch.fx.Node) -> torch.fx.Node:
-        """``value.shape[-2:]``, computed once per value (named ``<value>_shape``, ``<value>_size``
-        when the names are final)."""
+        """``value.shape[-2:]``, computed once per value (named ``<value>_shape``, ``<value>_size``)."""
         if value not in self._sizes:
             shape = self.graph.create_node("call_function", getattr, (value, "shape"), {}, name=f"{value.name}_shape")
             size = self.graph.create_node("call_function", operator.getitem, (shape, slice(-2, None)), {}, name=f"{value.name}_size")
-            for node, part in ((shape, "shape"), (size, "size")):
+            for node in (shape, size):
                 node.meta.update(self._meta)
-                node.meta["size_of"] = (value, part)
+                node.meta["size_of"] = value.meta.get("ir_op")
             self._sizes[value] = size
         return self._sizes[value]
 
@@ -178,20 +179,20 @@ def build_primitive_graph(ir: IRGraph, contract: InputContract | None = None) ->
     The forward starts by checking its inputs against ``contract``
     (:meth:`InputContract.check_inputs`); without one, against the IR's own (count, widths
     and batch; sizes are not re-inferred, as there is no spec to infer them from)."""
-    draft = torch.fx.Graph()
+    graph = torch.fx.Graph()
     declarations: dict[str, Declaration] = {}
-    emitter = Emitter(draft, declarations)
-    holds: dict[torch.fx.Node, str] = {}  # node -> the IR value it holds (names it in the final graph)
-    features = draft.placeholder("features")
+    emitter = Emitter(graph, declarations)
+    holds: set[torch.fx.Node] = set()  # the nodes holding an IR value (named after it)
+    features = graph.placeholder("features")
     if contract is None:
         contract = InputContract.from_ir(ir)
-    unpacked = _wrapped_if_marked(draft.create_node("call_function", contract.check_inputs, (features,), {}, name="inputs"))
+    unpacked = _wrapped_if_marked(graph.create_node("call_function", contract.check_inputs, (features,), {}, name="inputs"))
     unpacked.meta["role"] = "input"
-    env: dict[str, torch.fx.Node] = {}
+    env: dict[str, Any] = {}
     for index, (name, shape) in enumerate(ir.inputs):
-        node = draft.create_node("call_function", operator.getitem, (unpacked, index), {}, name=_var(name))
+        node = graph.create_node("call_function", operator.getitem, (unpacked, index), {}, name=_var(name))
         node.meta.update({"ir_op": name, "spec_node": name, "role": "input", "shape": shape})
-        holds[node] = name
+        holds.add(node)
         env[name] = node
     for op in ir.ops:
         emitter.begin(op, _op_meta(op))
@@ -201,49 +202,37 @@ def build_primitive_graph(ir: IRGraph, contract: InputContract | None = None) ->
             continue
         picked = isinstance(op.op, OutputOf) and result not in holds
         if picked or (result.meta.get("ir_op") == op.name and result not in holds):  # a node of this op (not an input passed through)
-            holds[result] = op.name
-            result.meta["shape"] = op.shape
-            result.meta["ir_op"] = op.name
+            named = _named(graph, result, _var(op.name))
+            named.meta.update(shape=op.shape, ir_op=op.name)
+            holds.add(named)
+            if picked:
+                env[op.args[0]][op.op.index] = named
+            result = named
         env[op.name] = result
     values = [env[value] for _, value in ir.outputs]
     if ir.return_type == "dict":
-        out: Any = draft.create_node("call_function", OrderedDict, ([(name, v) for (name, _), v in zip(ir.outputs, values)],), {}, name="outputs")
+        out: Any = graph.create_node("call_function", OrderedDict, ([(name, v) for (name, _), v in zip(ir.outputs, values)],), {}, name="outputs")
     elif ir.return_type == "list":
         out = list(values)
     else:
         out = tuple(values)
-    draft.output(out)
-    graph = _with_value_names(draft, holds)
+    graph.output(out)
     graph.lint()
     return PrimitiveGraph(graph, declarations, ir)
 
 
-def _with_value_names(draft: torch.fx.Graph, holds: dict[torch.fx.Node, str]) -> torch.fx.Graph:
-    """A copy of ``draft`` whose node names say what each holds.
-
-    An op's result is known only once its ``emit`` returns, after its nodes were named; fx
-    names a node when it is created (renaming is private API), so the names are settled by
-    copying: a value's node takes the value's name, and the ``shape``/``size`` reads of a
-    value take the value's final name as their stem."""
-    graph = torch.fx.Graph()
-    copies: dict[torch.fx.Node, torch.fx.Node] = {}
-    for node in draft.nodes:
-        if node in holds:
-            name = _var(holds[node])
-        elif "size_of" in node.meta:
-            of, part = node.meta["size_of"]
-            name = f"{copies[of].name}_{part}"
-        else:
-            name = node.name
-        if node.op == "output":
-            copy = graph.output(torch.fx.map_arg(node.args[0], copies.__getitem__))
-        else:
-            copy = graph.create_node(node.op, node.target, torch.fx.map_arg(node.args, copies.__getitem__), torch.fx.map_arg(node.kwargs, copies.__getitem__), name=name)
-        copy.meta = {k: v for k, v in node.meta.items() if k != "size_of"}
-        if "size_of" in node.meta:  # which value's size the node reads (it is named after that value)
-            copy.meta["size_of"] = copies[node.meta["size_of"][0]].meta.get("ir_op")
-        copies[node] = copy
-    return graph
+def _named(graph: torch.fx.Graph, node: torch.fx.Node, name: str) -> torch.fx.Node:
+    """``node`` under the name ``name``: the node holding an op's result is known only once the
+    op's ``emit`` returns, after fx named it when it was created (renaming is private API), so
+    it is made again under its value's name, in its place, and the first one removed."""
+    if node.name == name:
+        return node
+    with graph.inserting_after(node):
+        named = graph.create_node(node.op, node.target, node.args, node.kwargs, name=name, type_expr=node.type)
+    named.meta = dict(node.meta)
+    node.replace_all_uses_with(named)
+    graph.erase_node(node)
+    return named
 
 
 def emit_graph(ir: IRGraph, contract: InputContract | None = None) -> tuple[torch.fx.Graph, dict[str, Any]]:
