@@ -29,6 +29,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from norms import randomise_norms
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.parallel import DistributedDataParallel
@@ -76,19 +77,6 @@ def _inputs(neck, image: int, batch: int, seed: int) -> list[torch.Tensor]:
     return [torch.randn(batch, s.channels, -(-image // s.stride), -(-image // s.stride), generator=generator) for _, s in neck.info.inputs]
 
 
-def _randomise_norms(neck: nn.Module, seed: int = 1) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in neck.modules():
-            if isinstance(module, _BatchNorm):
-                n = module.num_features
-                module.running_mean.copy_(0.1 * torch.randn(n, generator=generator))
-                module.running_var.copy_(0.5 + torch.rand(n, generator=generator))
-                if module.affine:
-                    module.weight.copy_(0.5 + torch.rand(n, generator=generator))
-                    module.bias.copy_(0.1 * torch.randn(n, generator=generator))
-
-
 def _has_batch_norm(neck: nn.Module) -> bool:
     return any(isinstance(m, _BatchNorm) for m in neck.modules())
 
@@ -102,7 +90,7 @@ def _neck(spec: str) -> pyramidgraph.PyramidNeck:
     if spec not in _NECKS:
         torch.manual_seed(0)
         neck = pyramidgraph.compile(spec, **COMPILE_ARGS.get(spec, {}))
-        _randomise_norms(neck)
+        randomise_norms(neck)
         _NECKS[spec] = neck.eval()
     return _NECKS[spec]
 
@@ -274,7 +262,7 @@ def ddp_run(tmp_path_factory):
     spec, params = SYNC_BN_SPEC
     torch.manual_seed(30)
     neck = pyramidgraph.compile(spec, **params)
-    _randomise_norms(neck)
+    randomise_norms(neck)
     inputs = _inputs(neck, 64, batch=DDP_BATCH, seed=31)
     torch.save({"state_dict": neck.state_dict(), "inputs": inputs}, workdir / "sync_bn.pt")
     with torch.no_grad():
@@ -333,7 +321,7 @@ def test_convert_sync_batchnorm_replaces_every_batch_norm(spec, params):
     converted neck computes what the neck computed, in both modes."""
     torch.manual_seed(0)
     neck = pyramidgraph.compile(spec, **params)
-    _randomise_norms(neck)
+    randomise_norms(neck)
     count = sum(isinstance(m, nn.BatchNorm2d) for m in neck.modules())
     assert count > 0
     original = copy.deepcopy(neck)

@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 
 import pytest
 import torch
+from norms import randomise_norms
 from torch.export import Dim
-from torch.nn.modules.batchnorm import _BatchNorm
 
 import pyramidgraph
 
@@ -77,19 +77,6 @@ PLANS = {
 SPECS = sorted(pyramidgraph.bundled_specs())
 
 
-def _randomise_norms(neck: torch.nn.Module, seed: int = 1) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in neck.modules():
-            if isinstance(module, _BatchNorm):
-                n = module.num_features
-                module.running_mean.copy_(0.1 * torch.randn(n, generator=generator))
-                module.running_var.copy_(0.5 + torch.rand(n, generator=generator))
-                if module.affine:
-                    module.weight.copy_(0.5 + torch.rand(n, generator=generator))
-                    module.bias.copy_(0.1 * torch.randn(n, generator=generator))
-
-
 def _outputs(result) -> list[torch.Tensor]:
     return list(result.values()) if isinstance(result, dict) else list(result)
 
@@ -108,7 +95,7 @@ def test_export_with_dynamic_height_and_width_matches_eager(spec):
     plan = PLANS.get(spec, Plan())
     torch.manual_seed(0)
     neck = pyramidgraph.compile(spec, **plan.params)
-    _randomise_norms(neck)
+    randomise_norms(neck)
     neck.eval()
     strides = [s.stride for _, s in neck.info.inputs]
     unit = plan.unit or max(strides)
