@@ -16,8 +16,8 @@ Each node carries, in ``node.meta`` (torch.fx's place for per-node facts):
   after that value: ``p4_size``);
 * ``shape``: the :class:`FeatureShape` of the value, on the node that holds an IR value (an
   input or an op's result). The calls inside a composite op carry no shape of their own:
-  ``torch.fx.passes.shape_prop.ShapeProp`` on meta tensors gives every node torch's
-  ``tensor_meta`` when a pass needs it (``info`` does so to count MACs); the compiler does not,
+  :func:`propagate_shapes` gives every node torch's ``tensor_meta`` when a pass needs it
+  (``info`` runs the graph on meta tensors the same way to count MACs); the compiler does not,
   since it costs as much as building the weights.
 
 Nodes are named after the value they hold: an op's result after its IR value (``p4_td``), the
@@ -46,7 +46,7 @@ from .ir import IRGraph, IROp
 from .ops.apply import OutputOf
 from .weights import Declaration, ExternalDecl, ModuleDecl, ParameterDecl
 
-__all__ = ["Emitter", "PrimitiveGraph", "build_primitive_graph", "emit_graph"]
+__all__ = ["Emitter", "PrimitiveGraph", "build_primitive_graph", "emit_graph", "propagate_shapes"]
 
 
 @functools.lru_cache(maxsize=65536)
@@ -242,3 +242,23 @@ def emit_graph(ir: IRGraph, contract: InputContract | None = None) -> tuple[torc
 
     primitive = build_primitive_graph(ir, contract)
     return primitive.graph, materialise(primitive.declarations)
+
+
+def propagate_shapes(module: torch.fx.GraphModule, image: int | tuple[int, int] | None = None) -> torch.fx.GraphModule:
+    """Give every node of a compiled neck torch's ``node.meta["tensor_meta"]`` (shape, dtype,
+    strides) for inputs of an ``image`` (default: the spec example's), by running it on meta
+    tensors (``torch.fx.passes.shape_prop.ShapeProp``): the shapes of the calls inside composite
+    ops, which the compiler does not compute (it costs about what building the weights does).
+    Returns the module, annotated in place; its weights are not touched."""
+    import copy
+
+    from torch.fx.passes.shape_prop import ShapeProp
+
+    shadow = copy.deepcopy(module).to("meta").eval()  # the same graph nodes' names, on the meta device; eval: shapes, not batch statistics
+    inputs = [x.to("meta") for x in module.example_inputs(batch=1, image=image)] if hasattr(module, "example_inputs") else None
+    ShapeProp(shadow).propagate(inputs)
+    by_name = {node.name: node for node in shadow.graph.nodes}
+    for node in module.graph.nodes:
+        if "tensor_meta" in by_name[node.name].meta:
+            node.meta["tensor_meta"] = by_name[node.name].meta["tensor_meta"]
+    return module

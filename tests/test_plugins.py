@@ -94,3 +94,44 @@ def test_the_cli_loads_a_plugin_only_when_asked(tmp_path, capsys, monkeypatch):
 def test_a_plugin_that_does_not_import_is_a_located_error(capsys):
     assert main(["--plugin", "no_such_plugin_module", "list-ops"]) == 2
     assert capsys.readouterr().err.strip() == "<command line>: --plugin: cannot load plugin 'no_such_plugin_module': ModuleNotFoundError: No module named 'no_such_plugin_module'"
+
+
+def test_list_and_mapping_parameters_are_typed_frozen_and_checked():
+    from dataclasses import dataclass
+
+    from pyramidgraph.ops.base import FrozenDict
+    from pyramidgraph.plugins import PostOp
+
+    @dataclass(frozen=True)
+    class Scale(PostOp):
+        """Multiplies the map by ``factors[fn]``; ``taps`` are only checked."""
+
+        factors: dict[str, float] | None = None
+        taps: list[int] | None = None
+        fn: str = "a"
+
+        def emit(self, e, args, shapes, out):
+            import operator
+
+            return e.call_function(operator.mul, args[0], float(self.factors[self.fn]))
+
+    before = dict(POST.entries)
+    try:
+        register_op("post", "test_scale")(Scale)
+        schema = pyramidgraph.spec_schema()["$defs"]["post_op"]["anyOf"][3]["properties"]["test_scale"]["anyOf"][1]["properties"]
+        assert schema["factors"]["anyOf"][0]["anyOf"][0] == {"type": "object", "additionalProperties": {"type": "number"}}
+        spec = SPEC.replace("[{eca: 5}]", "[{test_scale: {factors: {a: 2, b: 3}, taps: [1, 2], fn: b}}]")
+        neck = pyramidgraph.compile(spec)
+        op = pyramidgraph.analyze(spec).ir.ops[-1].op
+        assert isinstance(op.factors, FrozenDict) and op.taps == (1, 2) and hash(op) == hash(op)
+        x = torch.randn(1, 16, 8, 8)
+        torch.testing.assert_close(neck([x])[0], 3 * neck.get_submodule("P3.from_C3.conv")(x))
+        with pytest.raises(pyramidgraph.SpecError) as info:
+            pyramidgraph.validate(SPEC.replace("[{eca: 5}]", "[{test_scale: {factors: {a: x}, taps: [1, y]}}]"))
+        assert [i.message for i in info.value.issues] == ["expected number, got string 'x'", "expected integer, got string 'y'"]  # no expressions inside lists and mappings
+    finally:
+        POST.entries.clear()
+        POST.entries.update(before)
+        from pyramidgraph.ops import base
+
+        base.GENERATION[0] += 1

@@ -156,3 +156,20 @@ def test_nothing_is_built_before_materialise(monkeypatch):
     monkeypatch.setattr(ModuleDecl, "build", lambda self: built.append(self))
     Compilation("nasfpn").run("primitives")
     assert built == []
+
+
+@pytest.mark.parametrize("spec", ["yolov8", "bifpn"])
+def test_propagate_shapes_gives_every_call_its_tensor_shape(spec):
+    from pyramidgraph.codegen import propagate_shapes
+
+    neck = pyramidgraph.compile(spec)
+    before = {name: p.clone() for name, p in list(neck.state_dict().items())[:3]}
+    propagate_shapes(neck, image=128)
+    calls = [n for n in neck.graph.nodes if n.op in ("call_module", "call_function") and n.name != "inputs"]
+    assert all("tensor_meta" in n.meta or n.target in (getattr, operator.getitem) for n in calls)
+    for node in calls:  # the value nodes' shapes agree with the spec-level shapes at 128x128
+        if "shape" in node.meta and "tensor_meta" in node.meta:
+            shape = node.meta["shape"]
+            assert tuple(node.meta["tensor_meta"].shape) == (1, shape.channels, -(-128 // shape.stride), -(-128 // shape.stride)), node.name
+    assert all(torch.equal(before[k], neck.state_dict()[k]) for k in before)
+    assert next(neck.parameters()).device.type == "cpu"
