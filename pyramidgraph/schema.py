@@ -87,7 +87,15 @@ TOP_KEYS = {
 
 
 def _with_expr(schema: dict[str, Any]) -> dict[str, Any]:
-    """Allow an expression string wherever ``schema`` allows a value."""
+    """Allow an expression string wherever ``schema`` allows a value (inside a list's items and
+    a mapping's values too: ``sizes: [$half, $half]``)."""
+    schema = dict(schema)
+    if isinstance(schema.get("items"), dict):
+        schema["items"] = _with_expr(schema["items"])
+    if isinstance(schema.get("additionalProperties"), dict):
+        schema["additionalProperties"] = _with_expr(schema["additionalProperties"])
+    if "anyOf" in schema:
+        schema["anyOf"] = [_with_expr(s) if isinstance(s, dict) and ("items" in s or isinstance(s.get("additionalProperties"), dict)) else s for s in schema["anyOf"]]
     return {"anyOf": [schema, {"$ref": "#/$defs/expr"}]}
 
 

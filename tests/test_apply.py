@@ -35,7 +35,7 @@ def _issues(body: str) -> list[str]:
         ("  A: {from: [C3, C4], apply: {split: 3}}\noutputs: [A.0, halves.0]", "<string>:7:3: nodes.A: apply 'split' takes 1 input, got 2"),
         ("  A: {from: [C3], apply: {split: 3}}\noutputs: [A.0, halves.0]", "<string>:7:3: nodes.A: split: 16 channels do not divide into 3 equal parts; give sizes instead"),
         ("  A: {from: [C3], apply: {split: {sizes: [4, 4]}}}\noutputs: [A.0, halves.0]", "<string>:7:3: nodes.A: split: sizes [4, 4] add up to 8 channels, but the input has 16"),
-        ("  A: {from: [C3], apply: {split: {sizes: [4, x]}}}\noutputs: [A.0, halves.0]", "<string>:7:46: nodes.A.apply.split.sizes[1]: expected integer, got string 'x'"),
+        ("  A: {from: [C3], apply: {split: {sizes: [4, x]}}}\noutputs: [A.0, halves.0]", "<string>:7:46: nodes.A.apply.split.sizes[1]: expected an integer or a $expression, got 'x'"),
         ("  A: {from: [C3, C4], apply: split, fuse: sum}\noutputs: [A.0, halves.0]", "<string>:7:23: nodes.A.apply: node 'A' has both apply and fuse; apply reads the inputs as they are and replaces the fuse: keep one"),
         ("  A: {from: [halves.0, C4], apply: concat_levels, level: 4}\noutputs: [A, halves.1]", "<string>:7:3: nodes.A: 'A' declares level 4 but apply 'concat_levels' gives level 3"),
         (
@@ -232,3 +232,20 @@ def test_a_spec_with_several_outputs_renders():
     spec = BASE % "  A: {from: [halves.0], post: [conv3x3]}\n  B: {from: [halves.1], share: A, post: [conv3x3]}\noutputs: [A, B]"
     assert '"halves" ->' in render(spec).source or "halves ->" in render(spec).source
     assert "split /2" in render(spec, lowered=True).source
+
+
+def test_list_parameters_take_expressions_item_by_item():
+    spec = """
+pyramidgraph: 1
+example: {in_channels: [16], image: 64}
+params: {half: 8}
+inputs: {C3: {level: 3}}
+nodes:
+  A: {from: [C3], apply: {split: {sizes: [$half, "${half}"]}}}
+outputs: [A.0, A.1]
+"""
+    neck = pyramidgraph.compile(spec)
+    assert [tuple(o.shape) for o in neck(neck.example_inputs())] == [(1, 8, 8, 8), (1, 8, 8, 8)]
+    with pytest.raises(pyramidgraph.SpecError) as info:
+        pyramidgraph.validate(spec.replace("$half, ", "x, "))
+    assert str(info.value) == "<string>:7:43: nodes.A.apply.split.sizes[0]: expected an integer or a $expression, got 'x'"

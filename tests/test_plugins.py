@@ -119,7 +119,8 @@ def test_list_and_mapping_parameters_are_typed_frozen_and_checked():
     try:
         register_op("post", "test_scale")(Scale)
         schema = pyramidgraph.spec_schema()["$defs"]["post_op"]["anyOf"][3]["properties"]["test_scale"]["anyOf"][1]["properties"]
-        assert schema["factors"]["anyOf"][0]["anyOf"][0] == {"type": "object", "additionalProperties": {"type": "number"}}
+        mapping = schema["factors"]["anyOf"][0]["anyOf"][0]["anyOf"][0]  # (the parameter or an expression) of (a mapping or null) of numbers or expressions
+        assert mapping == {"type": "object", "additionalProperties": {"anyOf": [{"type": "number"}, {"$ref": "#/$defs/expr"}]}}
         spec = SPEC.replace("[{eca: 5}]", "[{test_scale: {factors: {a: 2, b: 3}, taps: [1, 2], fn: b}}]")
         neck = pyramidgraph.compile(spec)
         op = pyramidgraph.analyze(spec).ir.ops[-1].op
@@ -128,7 +129,7 @@ def test_list_and_mapping_parameters_are_typed_frozen_and_checked():
         torch.testing.assert_close(neck([x])[0], 3 * neck.get_submodule("P3.from_C3.conv")(x))
         with pytest.raises(pyramidgraph.SpecError) as info:
             pyramidgraph.validate(SPEC.replace("[{eca: 5}]", "[{test_scale: {factors: {a: x}, taps: [1, y]}}]"))
-        assert [i.message for i in info.value.issues] == ["expected number, got string 'x'", "expected integer, got string 'y'"]  # no expressions inside lists and mappings
+        assert [i.message for i in info.value.issues] == ["expected a number or a $expression, got 'x'", "expected an integer or a $expression, got 'y'"]
     finally:
         POST.entries.clear()
         POST.entries.update(before)
