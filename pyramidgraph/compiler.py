@@ -186,7 +186,7 @@ def _stage_materialise(c: Compilation) -> None:
         if isinstance(decl, ExternalDecl) and not isinstance((c.modules or {}).get(decl.name), nn.Module):
             given = (c.modules or {}).get(decl.name)
             what = "no such module was given" if given is None else f"it is a {type(given).__name__}, not an nn.Module"
-            (node,) = [n for n in c.primitive.graph.nodes if n.op == "call_module" and n.target == path][:1]
+            node = next(n for n in c.primitive.graph.nodes if n.op == "call_module" and n.target == path)
             file, line, col = _position(node.meta.get("source") or c.doc.file)
             issues.append(Issue(file, line, col, f"nodes.{node.meta['spec_node']}.apply", f"call: the spec calls module '{decl.name}' but {what}; compile(spec, modules={{'{decl.name}': module}})"))
     if issues:

@@ -55,6 +55,11 @@ def _shown(op, other) -> str:
     return f"{op.label()} ({', '.join(f'{k}={v!r}' for k, v in differ.items())})" if differ else op.label()
 
 
+def _within(node_id: str, prefix: str) -> bool:
+    """Whether ``node_id`` is the node ``prefix`` or one inside the include or block ``prefix``."""
+    return node_id == prefix or node_id.startswith(prefix + ".")
+
+
 def _widths_of(shape: FeatureShape | tuple[FeatureShape, ...]) -> int | tuple[int, ...]:
     """The width of a value, or the widths of an op's several outputs."""
     return shape.channels if isinstance(shape, FeatureShape) else tuple(s.channels for s in shape)
@@ -79,11 +84,7 @@ def _edge_slugs(node: NodeDecl) -> list[str]:
 class _ShareError(ShapeError):
     """A ``share:`` that cannot hold: reported where the ``share:`` is written."""
 
-    def __init__(self, where_or_message, message_or_where=None):
-        if isinstance(where_or_message, str):  # (message, where)
-            message, where = where_or_message, message_or_where
-        else:  # (where, message)
-            where, message = where_or_message, message_or_where
+    def __init__(self, message: str, where):
         super().__init__(message)
         self.where = where
 
@@ -99,8 +100,9 @@ class _Lowering:
         self.size_refs: dict[int, str] = {}
         self.shared: dict[str, tuple[tuple, str]] = {}
         self.sources: dict[str, str] = {}
-        self.output_counts: dict[str, int] = {}
-        self.param_paths: dict[str, set[str]] = {}  # node -> the module paths of its ops with weights  # node -> how many outputs its apply op gives, when more than one
+        self.output_counts: dict[str, int] = {}  # node -> how many outputs its apply op gives, when more than one
+        self.param_paths: dict[str, set[str]] = {}  # node -> the module paths of its ops with weights
+        self.checked_shares: dict[tuple[str | None, str], _ShareError | None] = {}  # (sharer, owner) -> what checking it found
         self.module_owners: dict[str, str] = {}  # module path -> the node (or shared block) owning it
 
     def input_shapes(self, sizes: Sequence[tuple[int, int] | None] | None = None) -> list[tuple[str, FeatureShape]]:
@@ -134,15 +136,15 @@ class _Lowering:
         if op.has_parameters:
             owner = node.block or node.id
             first_owner = self.module_owners.setdefault(module, owner)
-            if first_owner != owner and not (node.block and (first_owner == node.block or first_owner.startswith(node.block + "."))):
+            if first_owner != owner and not (node.block and _within(first_owner, node.block)):
                 raise ShapeError(f"'{node.id}' would keep its weights at '{module}', where '{first_owner}' keeps its own; rename the node or block so their names differ")
         if op.has_parameters:
             first = self.shared.setdefault(module, (signature, node.id))
             if node.share_of and first[1] != node.id and first[0] != signature:
                 raise _ShareError(
-                    node.share_where or node.where,
                     f"share: '{node.id}' uses the weights of '{node.share_of}', but '{module}' is {_shown(first[0][0], signature[0])} with {_widths(first[0][1])} -> {first[0][2]} channels "
-                    f"in '{first[1]}' and {_shown(signature[0], first[0][0])} with {_widths(signature[1])} -> {signature[2]} in '{node.id}'; shared weights need the same ops and widths"
+                    f"in '{first[1]}' and {_shown(signature[0], first[0][0])} with {_widths(signature[1])} -> {signature[2]} in '{node.id}'; shared weights need the same ops and widths",
+                    node.share_where or node.where,
                 )
             if first[0][0] != signature[0]:
                 raise ShapeError(
@@ -217,23 +219,29 @@ class _Lowering:
 
     def check_share(self, node: NodeDecl) -> None:
         """``share:`` names what it can: a node shares a node's weights, an include an include's,
-        and what it names holds weights of its own (not shared in turn)."""
-        try:
-            self._check_share(node)
-        except ShapeError as exc:
-            raise _ShareError(str(exc), node.share_where or node.where) from None
+        and what it names holds weights of its own (not shared in turn). Checked once per share:
+        the nodes of a sharing include all name the same owner."""
+        key = (node.share_group, node.share_of)
+        if key not in self.checked_shares:
+            try:
+                self._check_share(node)
+                self.checked_shares[key] = None
+            except ShapeError as exc:
+                self.checked_shares[key] = _ShareError(str(exc), node.share_where or node.where)
+        if self.checked_shares[key] is not None:
+            raise self.checked_shares[key]
 
     def _check_share(self, node: NodeDecl) -> None:
         target, nodes = node.share_of, self.flat.nodes
+        owners = [n for n in nodes.values() if _within(n.id, target)]
         is_node = target in nodes
-        is_include = not is_node and any(n.startswith(target + ".") for n in nodes)
+        is_include = not is_node and bool(owners)
         if not is_node and not is_include:
             raise ShapeError(f"share: there is no node or include '{target}' whose weights '{node.share_group}' could use{did_you_mean(target, nodes)}")
         if node.share_kind == "node" and not is_node:
             raise ShapeError(f"share: '{target}' is an included spec; a node shares another node's weights (an include shares another include's)")
         if node.share_kind == "include" and is_node:
             raise ShapeError(f"share: '{target}' is a node; an include shares the weights of another include of the same spec")
-        owners = [n for n in nodes.values() if n.id == target or n.id.startswith(target + ".")]
         if any(n.share_of for n in owners):
             raise ShapeError(f"share: '{target}' uses the weights of '{owners[0].share_of}' itself; share '{owners[0].share_of}' instead")
 
@@ -245,12 +253,12 @@ class _Lowering:
             if node.share_of and node.share_group:
                 groups.setdefault((node.share_group, node.share_of), node)
         for (group, target), first in groups.items():
-            mine = set().union(*(paths for owner, paths in self.param_paths.items() if owner == group or owner.startswith(group + ".")))
-            theirs = set().union(*(paths for owner, paths in self.param_paths.items() if owner == target or owner.startswith(target + ".")))
+            mine = set().union(*(paths for owner, paths in self.param_paths.items() if _within(owner, group)))
+            theirs = set().union(*(paths for owner, paths in self.param_paths.items() if _within(owner, target)))
             if mine != theirs:
                 extra, missing = sorted(mine - theirs), sorted(theirs - mine)
                 said = f"would hold weights '{target}' does not have ({', '.join(extra[:3])})" if extra else f"leaves out weights of '{target}' ({', '.join(missing[:3])})"
-                raise _ShareError(first.share_where or first.where, f"share: '{group}' uses the weights of '{target}' but {said}; a node that shares weights has the same inputs and ops as the one it shares with")
+                raise _ShareError(f"share: '{group}' uses the weights of '{target}' but {said}; a node that shares weights has the same inputs and ops as the one it shares with", first.share_where or first.where)
 
     def read(self, node: NodeDecl, edge: EdgeDecl) -> str:
         """The value an edge reads; an op's several outputs are read one at a time (``X.1``)."""
@@ -258,11 +266,12 @@ class _Lowering:
         count = self.output_counts.get(base)
         if edge.source in self.node_values and not (count and edge.source == base):
             return self.node_values[edge.source]
+        stem = edge.ref.rpartition(".")[0]  # ``X`` of ``X.5``
         if count is None:
-            raise ShapeError(f"input '{edge.ref}': '{base}' has one output; read it as '{edge.ref.rpartition('.')[0]}'")
+            raise ShapeError(f"input '{edge.ref}': '{base}' has one output; read it as '{stem}'")
         if edge.source == base:
             raise ShapeError(f"input '{edge.ref}': '{base}' has {count} outputs; read one of them: {', '.join(f'{edge.ref}.{i}' for i in range(count))}")
-        raise ShapeError(f"input '{edge.ref}': '{base}' has {count} outputs: {', '.join(f'{edge.ref.rpartition(chr(46))[0]}.{i}' for i in range(count))}")
+        raise ShapeError(f"input '{edge.ref}': '{base}' has {count} outputs: {', '.join(f'{stem}.{i}' for i in range(count))}")
 
     def lower_apply(self, node: NodeDecl) -> None:
         """A node with ``apply:``: one op over its inputs as they are, at their own levels."""
