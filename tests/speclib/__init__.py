@@ -1,0 +1,49 @@
+"""What every bundled spec of the library must show, one :class:`LibraryCase` per spec.
+
+Each module in this folder holds the cases of one family (``CASES = {spec name: LibraryCase}``),
+so adding a spec adds one entry in one place; ``tests/test_library.py`` runs the same checks on
+every entry: it compiles for each input count the architecture allows (and refuses the others
+with a SpecError), runs forward at two image sizes with the shapes written out in the case,
+gives every parameter a gradient, trains (a few SGD steps lower a toy loss) and has the paper's
+parameter count at the paper's configuration.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Any
+
+Shape = tuple[int, int, int]  # (channels, height, width) of one output
+
+
+@dataclass(frozen=True)
+class LibraryCase:
+    """How one bundled spec is exercised, small enough to run in seconds.
+
+    ``in_channels`` maps a number of inputs to the widths compiled with it; the numbers 3, 4
+    and 5 missing from it are refused, and ``fixed_levels`` says why the architecture cannot
+    take them. ``outputs`` gives, for each image size in ``images`` (the first one must not be
+    a multiple of 128, unless ``why_images`` says why the spec cannot run there), the expected
+    ``(channels, height, width)`` of every output, for the input count ``shape_levels``.
+    ``paper`` is ``(compile arguments, parameter count, where the count comes from)``.
+    """
+
+    in_channels: dict[int, list[int]]
+    images: tuple[tuple[int, int], tuple[int, int]]
+    outputs: tuple[list[Shape], list[Shape]]
+    shape_levels: int
+    paper: tuple[dict[str, Any], int, str]
+    params: dict[str, Any] = field(default_factory=dict)
+    fixed_levels: str = ""
+    why_images: str = ""
+
+
+def all_cases() -> dict[str, LibraryCase]:
+    cases: dict[str, LibraryCase] = {}
+    for module in pkgutil.iter_modules(__path__):
+        found = importlib.import_module(f"{__name__}.{module.name}").CASES
+        assert not set(found) & set(cases), f"{module.name}: a spec listed twice"
+        cases.update(found)
+    return cases
