@@ -41,6 +41,16 @@ def shared_cases(names: list[str] | None = None) -> list:
     return [pytest.param(SHARED / f"{name}.pt", id=name) for name in names]
 
 
+NECKS = SHARED / "necks"
+
+
+def neck_cases_index() -> dict[str, dict]:
+    """The ``necks/`` cases' ``index.json`` by id (source, config, parameter count), or {} without them."""
+    if not (NECKS / "index.json").is_file():
+        return {}
+    return {case["id"]: case for case in json.loads((NECKS / "index.json").read_text())}
+
+
 def load_case(path: Path) -> dict:
     """A recorded case; a missing shared one skips the test with :data:`SHARED_MISSING`."""
     if not path.is_file() and path.is_relative_to(SHARED):
