@@ -201,7 +201,9 @@ def op_costs(ir: IRGraph) -> dict[str, OpCost]:
     The IR must carry spatial sizes (it was analysed with an image size).
     """
     graph, modules, owner = _emit_on_meta(ir)
-    module = torch.fx.GraphModule(modules, graph)
+    # eval(): counted on one image, a batch norm in training mode after a global pool would see
+    # a single value per channel and refuse it (PAN's GAU gate); MACs are the same in either mode.
+    module = torch.fx.GraphModule(modules, graph).eval()
     params: dict[str, int] = {}
     for name, parameter in module.named_parameters():  # deduplicated, as neck.parameters() is
         path = _owning_module(name, owner)

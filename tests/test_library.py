@@ -69,9 +69,16 @@ def test_forward_at_two_image_sizes(name, which):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_backward_reaches_every_parameter(name):
+    """Parameters that start at zero by design (RFP's feedback convs, deformable convs' offset
+    predictors) block the gradient of everything before them at the first step, so they are
+    given small random values first; every parameter must then get a finite, non-zero gradient."""
     case = CASES[name]
     neck = _compile(name, case.shape_levels).train()
     torch.manual_seed(2)
+    with torch.no_grad():
+        for p in neck.parameters():
+            if not p.abs().sum() > 0:
+                p.normal_(0, 0.01)
     outputs = _outputs(neck, neck.example_inputs(batch=2, image=case.images[0]))
     sum((o * torch.randn_like(o)).sum() for o in outputs).backward()
     params = dict(neck.named_parameters())

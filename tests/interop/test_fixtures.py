@@ -31,6 +31,7 @@ SUPPORTED = {
     ("ultralytics.yolov8-neck", "yolov8"),
     ("asff.ASFF", "ASFF"),
     ("mmdet.rfp", "RFP"),
+    ("smp.PANDecoder", "PANDecoder"),
 }
 # The necks/ cases of the library issue: each must be supported (the YOLO and DETR families'
 # cases, ultralytics.neck, rtdetr, afpn and damoyolo, are the next issue's).
