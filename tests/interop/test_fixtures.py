@@ -33,6 +33,11 @@ SUPPORTED = {
     ("mmdet.rfp", "RFP"),
     ("smp.PANDecoder", "PANDecoder"),
     ("m2det.MLFPN", "MLFPN"),
+    ("mmdet", "HRFPN"),
+    ("mmdet", "ChannelMapper"),
+    ("mmdet", "SSH"),
+    ("mmdet", "DilatedEncoder"),
+    ("mmdet", "CTResNetNeck"),
 }
 # The necks/ cases of the library issue: each must be supported (the YOLO and DETR families'
 # cases, ultralytics.neck, rtdetr, afpn and damoyolo, are the next issue's).
