@@ -15,11 +15,13 @@ import pytest
 import torch
 import torch.fx
 import torch.fx.experimental.optimization
+from speclib import small_args
 from torch import nn
 
 import pyramidgraph
 
 SPECS = sorted(pyramidgraph.bundled_specs())
+IMAGE = {"m2det": 288, "pan_attention": 256}  # the smallest images they take (see tests/speclib)
 
 
 def _outputs(result) -> list[torch.Tensor]:
@@ -28,7 +30,7 @@ def _outputs(result) -> list[torch.Tensor]:
 
 def _neck(spec: str) -> nn.Module:
     torch.manual_seed(0)
-    neck = pyramidgraph.compile(spec, **({"channels": 64, "inter_channels": 64} if spec == "fpg" else {}))
+    neck = pyramidgraph.compile(spec, **({"channels": 64, "inter_channels": 64} if spec == "fpg" else small_args(spec)))
     for module in neck.modules():  # statistics away from 0/1, so that folding them is visible
         if isinstance(module, nn.BatchNorm2d):
             module.running_mean.uniform_(-0.5, 0.5)
@@ -39,7 +41,7 @@ def _neck(spec: str) -> nn.Module:
 @pytest.mark.parametrize("spec", SPECS)
 def test_symbolic_trace_and_fuse_give_the_necks_outputs(spec):
     neck = _neck(spec)
-    x = neck.example_inputs(batch=1, image=128)
+    x = neck.example_inputs(batch=1, image=IMAGE.get(spec, 128))
     with torch.no_grad():
         expected = _outputs(neck(x))
         traced = torch.fx.symbolic_trace(neck)

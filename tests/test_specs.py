@@ -60,15 +60,21 @@ def test_the_core_specs_are_bundled_and_have_expectations():
     assert {"fpn", "pafpn", "bifpn"} <= set(DEPTH_SPECS)
 
 
+# 128 unless the architecture needs more: M2Det's TUMs six scales deep, PAN's FPA three 2x2
+# max pools on the stride-32 map.
+EXAMPLE_IMAGE = {"m2det": 320, "pan_attention": 256}
+
+
 @pytest.mark.parametrize("name", SPECS)
 def test_every_bundled_spec_runs_its_example_backbone(name):
     """Generic: the example compiles, and a forward pass agrees with the validator's shapes."""
-    analysis = pyramidgraph.validate(name, image=128)
+    image = EXAMPLE_IMAGE.get(name, 128)
+    analysis = pyramidgraph.validate(name, image=image)
     torch.manual_seed(0)
     neck = pyramidgraph.compile(name).eval()
     assert neck.in_channels == analysis.flat.example["in_channels"]
     with torch.no_grad():
-        outputs = neck(neck.example_inputs(batch=2, image=128))
+        outputs = neck(neck.example_inputs(batch=2, image=image))
     values = list(outputs.values()) if isinstance(outputs, dict) else list(outputs)
     inferred = [analysis.ir.values()[value] for _, value in analysis.ir.outputs]
     assert [tuple(o.shape) for o in values] == [(2, shape.channels, *shape.size) for shape in inferred]

@@ -10,6 +10,7 @@ parameter count at the paper's configuration.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ class LibraryCase:
     why_images: str = ""
 
 
+@functools.cache
 def all_cases() -> dict[str, LibraryCase]:
     cases: dict[str, LibraryCase] = {}
     for module in pkgutil.iter_modules(__path__):
@@ -47,3 +49,12 @@ def all_cases() -> dict[str, LibraryCase]:
         assert not set(found) & set(cases), f"{module.name}: a spec listed twice"
         cases.update(found)
     return cases
+
+
+def small_args(name: str) -> dict[str, Any]:
+    """Compile arguments of ``name``'s library case (narrow widths, for time), for the generic
+    tests that run every bundled spec (export, re-tracing); {} for a spec with no case."""
+    case = all_cases().get(name)
+    if case is None:
+        return {}
+    return {"in_channels": case.in_channels[case.shape_levels], **case.params}
