@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 from norms import randomise_norms
+from speclib import small_args
 from torch.export import Dim
 
 import pyramidgraph
@@ -73,6 +74,15 @@ PLANS = {
     # C2..C5 agree at any size, but torch.export cannot prove ceil(32 b / 64) == ceil(b / 2); P6 is b,
     # at least 2 from b = 2; fewer Bottlenecks (the first of each stage sets its sizes), for time
     "rfp": Plan(unit=64, min_b=2, example=(2, 3), runs=((3, 2), (4, 3)), params={"channels": 64, "aspp_channels": 16, "stage_blocks": [2, 1, 1, 1]}),
+    # the deep input (stride 16) is b: its TUM's coarsest map, b / 16 rounded up and less 2 by
+    # the unpadded conv, must be at least 2, so b from 25
+    "m2det": Plan(min_b=25, example=(25, 26), runs=((26, 25), (27, 28))),
+    # FPA's three 2x2 max pools on the stride-32 map: b from 8 keeps its smallest map 1... and 2 from 16
+    "pan_attention": Plan(min_b=16, example=(16, 17), runs=((17, 16), (18, 19))),
+    # the coarsest pooled map is floor(b / 2): at least 2 from b = 4
+    # sides multiples of 64: torch.export cannot prove 2 * ceil(b / 2) >= b for the crop after each upsampling
+    "fpn_carafe": Plan(unit=64, min_b=2, example=(2, 3), runs=((3, 2), (4, 3)), params={"channels": 64}),
+    "hrfpn": Plan(min_b=4, example=(4, 5), runs=((5, 4), (6, 7)), params={"channels": 64}),
 }
 SPECS = sorted(pyramidgraph.bundled_specs())
 
@@ -94,7 +104,7 @@ def _inputs(neck, image: tuple[int, int], seed: int) -> list[torch.Tensor]:
 def test_export_with_dynamic_height_and_width_matches_eager(spec):
     plan = PLANS.get(spec, Plan())
     torch.manual_seed(0)
-    neck = pyramidgraph.compile(spec, **plan.params)
+    neck = pyramidgraph.compile(spec, **(plan.params or small_args(spec)))
     randomise_norms(neck)
     neck.eval()
     strides = [s.stride for _, s in neck.info.inputs]

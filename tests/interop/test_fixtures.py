@@ -38,6 +38,7 @@ SUPPORTED = {
     ("mmdet", "SSH"),
     ("mmdet", "DilatedEncoder"),
     ("mmdet", "CTResNetNeck"),
+    ("mmdet", "FPN_CARAFE"),
 }
 # The necks/ cases of the library issue: each must be supported (the YOLO and DETR families'
 # cases, ultralytics.neck, rtdetr, afpn and damoyolo, are the next issue's).
