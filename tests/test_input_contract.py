@@ -195,6 +195,15 @@ RULES = {
     "asff": "image sides divisible by 32 (fixed-factor upsampling in L4_fused.from_C5, L3_fused.from_C5, ...): C3 a multiple of 4, each input exactly half the next finer",
     "fpt": "inputs of ceil(image / stride), as padded stride-2 convs give them, for any image size; floor(image / stride) only for image sides divisible by 32",
     "rfp": "inputs of ceil(image / stride), as padded stride-2 convs give them, for any image size; floor(image / stride) only for image sides divisible by 32",
+    "pan_attention": "any image size (inputs of ceil or floor of image / stride)",
+    "efm": "inputs of ceil(image / stride), as padded stride-2 convs give them, for any image size; floor(image / stride) only for image sides divisible by 32",
+    "m2det": "image sides divisible by 16 (fixed-factor upsampling in base.from_up_reduce): shallow a multiple of 2, each input exactly half the next finer",
+    "hrfpn": "image sides divisible by 32 (fixed-factor upsampling in R.from_C3, R.from_C4, ...): C2 a multiple of 8, each input exactly half the next finer",
+    "channel_mapper": "any image size (inputs of ceil or floor of image / stride)",
+    "ssh": "any image size (inputs of ceil or floor of image / stride)",
+    "dilated_encoder": "any image size (inputs of ceil or floor of image / stride)",
+    "ct_resnet_neck": "any image size (inputs of ceil or floor of image / stride)",
+    "fpn_carafe": "inputs of ceil(image / stride), as padded stride-2 convs give them, for any image size; floor(image / stride) only for image sides divisible by 32",
 }
 
 
