@@ -82,6 +82,10 @@ PLANS = {
     # the coarsest pooled map is floor(b / 2): at least 2 from b = 4
     # sides multiples of 64: torch.export cannot prove 2 * ceil(b / 2) >= b for the crop after each upsampling
     "fpn_carafe": Plan(unit=64, min_b=2, example=(2, 3), runs=((3, 2), (4, 3)), params={"channels": 64}),
+    # SSD300's padding-0 extra layers shrink each map by 2: b from 5 keeps the last one 2 wide
+    "ssd_neck": Plan(min_b=5, example=(5, 6), runs=((6, 5), (7, 7))),
+    # P7 (a stride-2 conv of P6) is ceil(b / 4) from the stride-32 input b: at least 2 from b = 5
+    "nasfcos_fpn": Plan(remainder=16, min_b=5, example=(5, 6), runs=((6, 5), (7, 7)), params={"channels": 64}),
     "hrfpn": Plan(min_b=4, example=(4, 5), runs=((5, 4), (6, 7)), params={"channels": 64}),
 }
 SPECS = sorted(pyramidgraph.bundled_specs())

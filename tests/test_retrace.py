@@ -21,7 +21,7 @@ from torch import nn
 import pyramidgraph
 
 SPECS = sorted(pyramidgraph.bundled_specs())
-IMAGE = {"m2det": 288, "pan_attention": 256}  # the smallest images they take (see tests/speclib)
+IMAGE = {"m2det": 288, "pan_attention": 256, "ssd_neck": 288}  # the smallest images they take (see tests/speclib)
 
 
 def _outputs(result) -> list[torch.Tensor]:

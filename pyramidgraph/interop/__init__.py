@@ -15,7 +15,32 @@ import torch
 from ..compiler import compile as compile_spec
 from ..errors import SpecError
 from ..module import PyramidNeck
-from . import asff, effdet, m2det, mmdet, mmdet_bfp, mmdet_channel_mapper, mmdet_ct_resnet, mmdet_dilated_encoder, mmdet_fpg, mmdet_fpn, mmdet_fpn_carafe, mmdet_hrfpn, mmdet_nasfpn, mmdet_rfp, mmdet_ssh, mmdet_yolox, smp, torchvision, ultralytics  # noqa: F401  (register the references)
+from . import (  # noqa: F401  (register the references)
+    asff,
+    effdet,
+    m2det,
+    mmdet,
+    mmdet_bfp,
+    mmdet_channel_mapper,
+    mmdet_cspnext,
+    mmdet_ct_resnet,
+    mmdet_dilated_encoder,
+    mmdet_dropblock,
+    mmdet_fpg,
+    mmdet_fpn,
+    mmdet_fpn_carafe,
+    mmdet_hrfpn,
+    mmdet_nasfcos,
+    mmdet_nasfpn,
+    mmdet_rfp,
+    mmdet_ssd,
+    mmdet_ssh,
+    mmdet_yolov3,
+    mmdet_yolox,
+    smp,
+    torchvision,
+    ultralytics,
+)
 from .base import REFERENCES, Conversion, ConversionError, KeyMap, Reference, reference_for, register_reference
 
 __all__ = ["from_reference", "conversion", "convert_state_dict", "REFERENCES", "Conversion", "KeyMap", "Reference", "register_reference"]

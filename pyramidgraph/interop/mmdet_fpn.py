@@ -93,7 +93,8 @@ def _upsample(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def _convert(cfg: Mapping[str, Any], strides: list[int], kind: str) -> Conversion:
-    unknown = set(cfg) - (FPN_KEYS if kind == "FPN" else PAFPN_KEYS)
+    fpn = kind != "PAFPN"  # FPN, or a neck built as one (FPN_DropBlock, without its plugin)
+    unknown = set(cfg) - (FPN_KEYS if fpn else PAFPN_KEYS)
     if unknown:
         raise _fail(kind, f"unknown arguments {sorted(unknown)}")
     in_channels = [int(c) for c in cfg["in_channels"]]
@@ -125,11 +126,11 @@ def _convert(cfg: Mapping[str, Any], strides: list[int], kind: str) -> Conversio
         "init": "xavier_uniform",
         **_act(cfg.get("act_cfg"), kind),
     }
-    if kind == "FPN":
+    if fpn:
         params.update(_upsample(cfg.get("upsample_cfg")))
     base = params["first_level"] + start
     top = base + used - 1
-    out = "P" if kind == "FPN" else "N"
+    out = "P" if fpn else "N"
     layer = norm["layer"]
     key_map = KeyMap()
 
@@ -154,7 +155,7 @@ def _convert(cfg: Mapping[str, Any], strides: list[int], kind: str) -> Conversio
             level = top + 1 + j
             source = first_source if j == 0 else f"{out}{level - 1}" + ("_relu" if params["extra_relu"] else "")
             conv_module(f"fpn_convs.{used + j}", f"{out}{level}.from_{source}.conv", f"{out}{level}.post0" if layer else None)
-    spec = "fpn" if kind == "FPN" else "pafpn"
+    spec = "fpn" if fpn else "pafpn"
     return Conversion(spec, in_channels, params, key_map, return_type="tuple")
 
 

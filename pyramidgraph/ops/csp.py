@@ -10,7 +10,9 @@
   reduced by a 1x1 unit.
 * ``csp`` (post): mmdetection's ``CSPLayer`` (YOLOX, the CSP of YOLOv5's ``C3``): a main 1x1
   unit followed by ``blocks`` Darknet bottlenecks, a short 1x1 unit, both concatenated
-  (main first) and reduced by a final 1x1 unit.
+  (main first) and reduced by a final 1x1 unit. ``block: cspnext`` uses RTMDet's CSPNeXt
+  blocks instead (a 3x3 unit, then a depthwise separable 5x5 one: ``use_cspnext_block``) and
+  ``attention`` its channel attention on the concatenation (``channel_attention``).
 
 Batch norm ``eps`` and ``momentum`` are parameters because the frameworks differ (PyTorch's
 defaults are 1e-5 and 0.1; ultralytics and mmdetection's YOLO necks use 1e-3 and 0.03). Every
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from ..shape import FeatureShape, ShapeError
 from .base import POST, RESAMPLE, Op, PostOp
@@ -210,7 +212,13 @@ class CSPLayer(PostOp):
     bottlenecks ``blocks.i`` (``conv1`` 1x1 unit, ``conv2`` ``kernel x kernel`` unit, depthwise
     separable when ``depthwise``; ``x + ...`` when ``shortcut``), ``short_conv`` (1x1 unit to
     ``mid``) on the input, ``cat(main, short)`` and ``final_conv`` (1x1 unit). Units are
-    conv-BN-``act`` with BN ``eps``/``momentum`` (mmdetection: 1e-3, 0.03)."""
+    conv-BN-``act`` with BN ``eps``/``momentum`` (mmdetection: 1e-3, 0.03).
+
+    ``block: cspnext`` (RTMDet, Lyu et al. 2022: ``use_cspnext_block``): each block is
+    ``conv1``, a ``kernel x kernel`` unit (depthwise separable when ``depthwise``), then
+    ``conv2``, a depthwise separable ``large_kernel x large_kernel`` unit (always), with the
+    same ``shortcut``. ``attention`` (``channel_attention``): the concatenation is multiplied by
+    ``hardsigmoid(attention.fc(avg_pool(x)))``, ``fc`` a 1x1 conv with bias."""
 
     blocks: int = 1
     shortcut: bool = True
@@ -221,21 +229,30 @@ class CSPLayer(PostOp):
     eps: float = 1e-3
     momentum: float = 0.03
     act: ActName | None = "silu"
+    block: Literal["darknet", "cspnext"] = "darknet"
+    large_kernel: int = 5
+    attention: bool = False
 
     shorthand = "blocks"
     has_parameters = True
 
     def label(self) -> str:
-        return f"CSP x{self.blocks}"
+        return f"CSP{'NeXt' if self.block == 'cspnext' else ''} x{self.blocks}"
 
     def weight_estimate(self, shapes, out):
         mid, cin = int(out.channels * self.expansion), shapes[0].channels
-        bottleneck = _unit_weights(mid, mid) + _unit_weights(mid, mid, self.kernel, depthwise=self.depthwise)
-        return 2 * _unit_weights(cin, mid) + self.blocks * bottleneck + _unit_weights(2 * mid, out.channels)
+        if self.block == "cspnext":
+            bottleneck = _unit_weights(mid, mid, self.kernel, depthwise=self.depthwise) + _unit_weights(mid, mid, self.large_kernel, depthwise=True)
+        else:
+            bottleneck = _unit_weights(mid, mid) + _unit_weights(mid, mid, self.kernel, depthwise=self.depthwise)
+        attention = (2 * mid) ** 2 + 2 * mid if self.attention else 0
+        return 2 * _unit_weights(cin, mid) + self.blocks * bottleneck + attention + _unit_weights(2 * mid, out.channels)
 
     def infer(self, x, channels):
         width = out_width(self.out, channels, x.channels)
         _check_blocks("csp", self.blocks, int(width * self.expansion), self.kernel)
+        if self.block == "cspnext":
+            _check_blocks("csp", self.blocks, int(width * self.expansion), self.large_kernel)
         return x.with_(channels=width)
 
     def emit(self, e, args, shapes, out):
@@ -247,8 +264,18 @@ class CSPLayer(PostOp):
         short = emit_conv_bn_act(e, "short_conv", args[0], cin, mid, **unit)
         main = emit_conv_bn_act(e, "main_conv", args[0], cin, mid, **unit)
         for i in range(self.blocks):
-            z = emit_conv_bn_act(e, f"blocks.{i}.conv1", main, mid, mid, **unit)
-            z = emit_conv_bn_act(e, f"blocks.{i}.conv2", z, mid, mid, kernel=self.kernel, depthwise=self.depthwise, **unit)
+            if self.block == "cspnext":
+                z = emit_conv_bn_act(e, f"blocks.{i}.conv1", main, mid, mid, kernel=self.kernel, depthwise=self.depthwise, **unit)
+                z = emit_conv_bn_act(e, f"blocks.{i}.conv2", z, mid, mid, kernel=self.large_kernel, depthwise=True, **unit)
+            else:
+                z = emit_conv_bn_act(e, f"blocks.{i}.conv1", main, mid, mid, **unit)
+                z = emit_conv_bn_act(e, f"blocks.{i}.conv2", z, mid, mid, kernel=self.kernel, depthwise=self.depthwise, **unit)
             main = e.call_function(operator.add, z, main) if self.shortcut else z
         joined = e.call_function(torch.cat, [main, short], 1)
+        if self.attention:
+            import torch.nn.functional as F
+
+            fc = build_conv(2 * mid, 2 * mid, 1, 1, 0, True, "default")
+            weight = e.call_function(F.hardsigmoid, e.call_module("attention.fc", fc, e.call_function(F.adaptive_avg_pool2d, joined, 1)))
+            joined = e.call_function(operator.mul, joined, weight)
         return emit_conv_bn_act(e, "final_conv", joined, 2 * mid, out.channels, **unit)

@@ -39,6 +39,11 @@ SUPPORTED = {
     ("mmdet", "DilatedEncoder"),
     ("mmdet", "CTResNetNeck"),
     ("mmdet", "FPN_CARAFE"),
+    ("mmdet", "CSPNeXtPAFPN"),
+    ("mmdet", "YOLOV3Neck"),
+    ("mmdet", "SSDNeck"),
+    ("mmdet", "NASFCOS_FPN"),
+    ("mmdet", "FPN_DropBlock"),
 }
 # The necks/ cases of the library issue: each must be supported (the YOLO and DETR families'
 # cases, ultralytics.neck, rtdetr, afpn and damoyolo, are the next issue's).

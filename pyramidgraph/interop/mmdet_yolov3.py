@@ -1,0 +1,59 @@
+"""mmdetection's ``YOLOV3Neck`` (``mmdet/models/necks/yolo_neck.py``) as the ``yolov3_neck`` spec.
+
+mmdetection lists ``in_channels`` and ``out_channels`` coarsest first (``detect1`` reads
+``feats[-1]``) and returns its outputs coarsest first; the inputs are fed finest first, as to
+every neck. So the spec's inputs are ``in_channels`` reversed, its ``widths`` ``out_channels``
+reversed, and its outputs in ``order: coarse_first``. Constructor arguments followed:
+``num_scales`` (must equal both lists' lengths, as mmdetection asserts), ``in_channels``,
+``out_channels``, ``conv_cfg`` (None), ``norm_cfg`` (BN, SyncBN, GN or None) and ``act_cfg``
+(an mmcv activation or None); ``init_cfg`` changes no module. Keys: ``detect<k>.conv<j>`` is
+``O<level>.post<j - 1>`` and ``conv<k>`` is ``U<level>.post0``, each ConvModule's ``conv`` and
+``bn``/``gn`` kept.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from .base import Conversion, KeyMap
+from .mmcv_cfg import check_keys, conv_module, fail, first_level
+from .mmdet import register_neck
+
+KIND = "YOLOV3Neck"
+KEYS = {"num_scales", "in_channels", "out_channels", "conv_cfg", "norm_cfg", "act_cfg", "init_cfg"}
+DEFAULT_NORM = {"type": "BN", "requires_grad": True}
+DEFAULT_ACT = {"type": "LeakyReLU", "negative_slope": 0.1}
+
+
+@register_neck(KIND)
+def convert_yolov3_neck(cfg: Mapping[str, Any], strides: list[int]) -> Conversion:
+    check_keys(KIND, cfg, KEYS)
+    in_channels = [int(c) for c in cfg["in_channels"]]
+    out_channels = [int(c) for c in cfg["out_channels"]]
+    scales = int(cfg["num_scales"])
+    if not scales == len(in_channels) == len(out_channels) or scales < 1:
+        raise fail(KIND, f"num_scales {scales} must equal the lengths of in_channels ({len(in_channels)}) and out_channels ({len(out_channels)}), and be >= 1")
+    unit = conv_module(KIND, cfg.get("norm_cfg", DEFAULT_NORM), cfg.get("act_cfg", DEFAULT_ACT), cfg.get("conv_cfg"))
+    first = first_level(KIND, strides, scales, 3)  # strides of the inputs as fed, finest first
+    params = {
+        "first_level": first,
+        "widths": list(reversed(out_channels)),
+        "order": "coarse_first",
+        "upsample_by": "scale",
+        "norm": unit["norm"] or "none",
+        "norm_groups": unit["norm_groups"],
+        "norm_eps": unit["norm_eps"],
+        "norm_momentum": unit["norm_momentum"],
+        "act": unit["act"] or "none",
+        "act_slope": unit["act_slope"],
+        "bias": unit["bias"],
+    }
+    top = first + scales - 1
+    key_map = KeyMap()
+    for k in range(scales):
+        level = top - k
+        for j in range(5):
+            key_map.add(f"detect{k + 1}.conv{j + 1}", f"O{level}.post{j}")
+        if k:
+            key_map.add(f"conv{k}", f"U{level + 1}.post0")
+    return Conversion("yolov3_neck", list(reversed(in_channels)), params, key_map, return_type="tuple")
