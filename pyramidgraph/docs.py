@@ -104,7 +104,7 @@ def _parameters(cls: type[Op]) -> str:
 
 
 def _traits(cls: type[Op], kind: str) -> str:
-    traits = ["learnable" if cls.has_parameters else "parameter-free"]
+    traits = ["stateful, no weights" if cls.stateful else "learnable" if cls.has_parameters else "parameter-free"]
     if kind == "resample" and cls.changes_channels:
         traits.append("sets the width itself: no separate projection")
     if len(cls.kinds) > 1:

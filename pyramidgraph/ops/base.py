@@ -96,6 +96,10 @@ class Op:
     """The parameter a scalar sets: ``{conv: 3}`` means ``{conv: {kernel: 3}}``."""
     has_parameters: ClassVar[bool] = False
     """Whether the op owns learnable parameters or buffers (pure ops may be shared by CSE)."""
+    stateful: ClassVar[bool] = False
+    """Whether the op's module keeps state but no weights (DropBlock's call counter and random
+    draws): it sets ``has_parameters`` too, so that it gets a module of its own and is never
+    merged with another op, but it is not learnable (the op reference says so)."""
     changes_channels: ClassVar[bool] = False
     """On an edge: whether the op maps to the target width itself (then no separate projection is added)."""
     needs_size_ref: ClassVar[bool] = False

@@ -37,7 +37,8 @@ class DropBlock(PostOp):
     position: int = 0
 
     shorthand = "drop_prob"
-    has_parameters = True  # stateful (a call counter, random draws): common-subexpression elimination must not merge two of them
+    has_parameters = True  # a module of its own (a call counter, random draws): common-subexpression elimination must not merge two of them
+    stateful = True
 
     def label(self) -> str:
         return f"dropblock p={self.drop_prob} b={self.block_size}"
