@@ -203,6 +203,7 @@ RULES = {
     "ssh": "any image size (inputs of ceil or floor of image / stride)",
     "dilated_encoder": "any image size (inputs of ceil or floor of image / stride)",
     "ct_resnet_neck": "any image size (inputs of ceil or floor of image / stride)",
+    "dyhead": "inputs of ceil(image / stride), as padded stride-2 convs give them, for any image size; floor(image / stride) only for image sides divisible by 128",
     "fpn_carafe": "inputs of ceil(image / stride), as padded stride-2 convs give them, for any image size; floor(image / stride) only for image sides divisible by 32",
 }
 

@@ -70,6 +70,10 @@ RESAMPLE_CASES = {
     "transposed_conv": ({"level": 3, "channels": 16}, (2, 16, 8, 12)),
     "pixel_shuffle": ({"level": 3, "channels": 16}, (2, 16, 8, 12)),
     "act": ({"level": 4}, (2, 32, 4, 6)),
+    "carafe": (UP, (2, 32, 8, 12)),
+    "crop": ({"level": 4}, (2, 32, 4, 6)),
+    "dcn": ({"level": 4, "channels": 16}, (2, 16, 4, 6)),
+    "modulated_deform_conv": ({"level": 4, "channels": 16}, (2, 16, 4, 6)),
 }
 
 
@@ -101,10 +105,15 @@ def test_fuse_op_in_a_spec(name):
 # -- post ops: after a single input, at the node's width (32) ----------------------------------
 
 
+# Post ops that need a larger map than C4's 4x6 run on C3 (8x12): PAN's FPA pools three times by 2.
+POST_ON_C3 = {"fpa"}
+
+
 @pytest.mark.parametrize("name", _all(POST))
 def test_post_op_in_a_spec(name):
-    shape, _neck = _run({"from": ["C4"], "channels": 32, "post": [name]})
-    assert tuple(shape) == (2, 32, 4, 6)
+    source, size = ("C3", (8, 12)) if name in POST_ON_C3 else ("C4", (4, 6))
+    shape, _neck = _run({"from": [source], "channels": 32, "post": [name]})
+    assert tuple(shape) == (2, 32, *size)
 
 
 @pytest.mark.parametrize("kind", sorted(REGISTRIES))

@@ -26,6 +26,7 @@ from . import (  # noqa: F401  (register the references)
     mmdet_ct_resnet,
     mmdet_dilated_encoder,
     mmdet_dropblock,
+    mmdet_dyhead,
     mmdet_fpg,
     mmdet_fpn,
     mmdet_fpn_carafe,

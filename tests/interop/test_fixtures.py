@@ -44,6 +44,7 @@ SUPPORTED = {
     ("mmdet", "SSDNeck"),
     ("mmdet", "NASFCOS_FPN"),
     ("mmdet", "FPN_DropBlock"),
+    ("mmdet", "DyHead"),
 }
 # The necks/ cases of the library issue: each must be supported (the YOLO and DETR families'
 # cases, ultralytics.neck, rtdetr, afpn and damoyolo, are the next issue's).
