@@ -4,9 +4,13 @@ The reference reads only ``x[-1]`` and runs ``deconv_layers``, a Sequential of, 
 a ConvModule 3x3 (padding 1, BN, ReLU, no bias) to ``num_deconv_filters[i]`` at ``2i`` and a
 ConvModule with ``conv_cfg=dict(type='deconv')`` (``nn.ConvTranspose2d`` of kernel
 ``num_deconv_kernels[i]``, stride 2, padding 1, no bias; BN, ReLU) at ``2i + 1``; it returns a
-1-tuple. ``use_dcn`` defaults to True in the reference (a DCNv2 3x3 conv at ``2i``), which the
-spec library does not model yet: the converter refuses it; give ``use_dcn: false`` (mmdetection's
-CenterNet R18 config does). ``init_cfg`` changes no architecture.
+1-tuple. ``use_dcn`` (default True, as the reference) makes the 3x3 conv at ``2i`` mmcv's DCNv2
+(``conv_cfg=dict(type='DCNv2')``: ``ModulatedDeformConv2dPack``, no bias before the BN, with
+its ``conv_offset``), the spec's ``modulated_deform_conv`` post op followed by ``bn`` and
+``relu``; with ``use_dcn: false`` it is the spec's ``conv_module``. The reference tests
+``use_dcn`` for truth; the converter takes a bool only. Checkpoints from before mmcv's
+``ModulatedDeformConv2dPack`` version 2 name the offset conv ``deconv_layers.{2i}.conv_offset``
+(mmcv renames it on load): those load too. ``init_cfg`` changes no architecture.
 """
 
 from __future__ import annotations
@@ -25,8 +29,15 @@ KEYS = {"in_channels", "num_deconv_filters", "num_deconv_kernels", "use_dcn", "i
 @register_neck(KIND)
 def convert_ct_resnet_neck(cfg: Mapping[str, Any], strides: list[int]) -> Conversion:
     check_keys(KIND, cfg, KEYS)
-    if cfg.get("use_dcn", True):
-        raise fail(KIND, "use_dcn=True (the reference's default) puts a modulated deformable conv (DCNv2) in every stage, which no op models yet; only use_dcn: false converts")
+    missing = sorted({"in_channels", "num_deconv_filters", "num_deconv_kernels"} - set(cfg))
+    if missing:
+        raise fail(KIND, f"'{missing[0]}' is required (the reference's constructor has no default for it)")
+    use_dcn = cfg.get("use_dcn", True)
+    if not isinstance(use_dcn, bool):
+        raise fail(KIND, f"use_dcn must be true or false, got {use_dcn!r} (the reference only tests it for truth; write the bool)")
+    for key in ("num_deconv_filters", "num_deconv_kernels"):
+        if not isinstance(cfg[key], (list, tuple)):
+            raise fail(KIND, f"{key} must be a list with one entry per stage (the reference indexes it), got {cfg[key]!r}")
     filters = [int(f) for f in cfg["num_deconv_filters"]]
     kernels = [int(k) for k in cfg["num_deconv_kernels"]]
     if len(filters) != len(kernels):
@@ -41,8 +52,14 @@ def convert_ct_resnet_neck(cfg: Mapping[str, Any], strides: list[int]) -> Conver
         raise fail(KIND, f"{len(filters)} stages would go {len(filters)} levels finer than the input's level {level}")
     key_map = KeyMap()
     for i in range(len(filters)):
-        key_map.add(f"deconv_layers.{2 * i}", f"S{i}.post0")
+        if use_dcn:  # ConvModule's conv (with its conv_offset) and bn: the spec's dcn and bn post ops
+            key_map.add(f"deconv_layers.{2 * i}.conv", f"S{i}.post0")
+            key_map.add(f"deconv_layers.{2 * i}.bn", f"S{i}.post1")
+            # checkpoints of mmcv's ModulatedDeformConv2dPack before its version 2 name the offset conv conv_offset beside conv (mmcv renames it on load)
+            key_map.add(f"deconv_layers.{2 * i}.conv_offset", f"S{i}.post0.conv_offset")
+        else:
+            key_map.add(f"deconv_layers.{2 * i}", f"S{i}.post0")
         key_map.add(f"deconv_layers.{2 * i + 1}.conv", f"U{i}.from_S{i}.via0.deconv")
         key_map.add(f"deconv_layers.{2 * i + 1}.bn", f"U{i}.post0")
-    params = {"filters": filters, "kernels": kernels, "level": level}
+    params = {"filters": filters, "kernels": kernels, "use_dcn": use_dcn, "level": level}
     return Conversion("ct_resnet_neck", [int(cfg["in_channels"])], params, key_map, return_type="tuple")

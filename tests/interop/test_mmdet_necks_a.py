@@ -229,11 +229,6 @@ REFUSALS = [
     ({**DILATED, "block_dilations": [2]}, None, "DilatedEncoder: block_dilations lists 1 dilations for 2 residual blocks (the reference reads block_dilations[i] for each)"),
     (DILATED, [16, 32], "DilatedEncoder: the reference reads only the last feature map (feature[-1]); give that one alone (strides [32]), not 2 ([16, 32])"),
     (
-        {k: v for k, v in CT.items() if k != "use_dcn"},
-        None,
-        "CTResNetNeck: use_dcn=True (the reference's default) puts a modulated deformable conv (DCNv2) in every stage, which no op models yet; only use_dcn: false converts",
-    ),
-    (
         {**CT, "num_deconv_kernels": [3]},
         None,
         "CTResNetNeck: num_deconv_kernels 3: with the reference's fixed stride 2 and padding 1 a transposed conv of kernel k gives 2 * size + k - 4, so only 4 makes the next pyramid level",

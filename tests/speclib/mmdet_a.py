@@ -53,11 +53,13 @@ CASES: dict[str, LibraryCase] = {
     "ct_resnet_neck": LibraryCase(
         in_channels={1: [32]},
         fixed_levels="CenterNet's neck upsamples one level (C5) to one output: it has no input count to choose",
-        params={"filters": [16, 8, 8], "kernels": [4, 4, 4]},
+        params={"filters": [16, 8, 8], "kernels": [4, 4, 4], "use_dcn": True},
         images=((100, 150), (128, 128)),
         outputs=([(8, 32, 40)], [(8, 32, 32)]),
         shape_levels=1,
-        # stages 512->256, 256->128, 128->64: 3x3 conv + BN + 4x4 deconv + BN each = 2,229,248 + 557,568 + 139,520
-        paper=({}, 2_926_336, "mmdetection 3.3 CTResNetNeck(512, (256, 128, 64), (4, 4, 4), use_dcn=False) of centernet_r18_8xb16-crop512-140e_coco, instantiated and counted"),
+        # the example (the paper's): stages 512->256, 256->128, 128->64, each a 3x3 DCNv2 (no bias) with its 3x3 offset conv to 27 (with bias),
+        # BN, 4x4 deconv, BN: 2,229,248 + 557,568 + 139,520 with the plain 3x3 convs (2,926,336 with use_dcn false, asserted in
+        # tests/interop/test_ct_resnet_dcn.py) plus 124,443 + 62,235 + 31,131 for the offset convs
+        paper=({}, 3_144_145, "mmdetection 3.3 CTResNetNeck(512, (256, 128, 64), (4, 4, 4), use_dcn=True) of centernet_r18-dcnv2_8xb16-crop512-140e_coco, instantiated and counted"),
     ),
 }

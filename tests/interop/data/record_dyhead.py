@@ -1,44 +1,23 @@
 """Records tests/interop/fixtures/mmdet_dyhead_*.pt (cases in dyhead_cases.json) from mmdet 3.3's
 DyHead, in the peers environment (../shared/peers/setup.sh): mmcv-lite has no compiled ops, so
 mmcv's ModulatedDeformConv2d runs on torchvision's deform_conv2d (the same offset and mask
-layout), reading a coarser level's offsets as mmcv's kernel does (DynamicHead#25).
+layout), reading a coarser level's offsets as mmcv's kernel does (DynamicHead#25): see
+mmcv_dcn_stub.py.
 
     /tmp/peers-venv/bin/python tests/interop/data/record_dyhead.py tests/interop/fixtures
 """
-# ruff: noqa: E402  (mmcv._ext must be stubbed before mmcv's ops import)
+# ruff: noqa: E402  (the stub must be imported before mmcv's ops)
 import json
+import os
 import sys
-import types
 
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mmcv_dcn_stub import torchvision  # stubs mmcv._ext, runs mmcv's DCNv2 on torchvision
 
-class _Ext(types.ModuleType):
-    def __getattr__(self, name):
-        if name.startswith("__"):
-            raise AttributeError(name)
-        def missing(*a, **k):
-            raise RuntimeError(f"mmcv._ext.{name} is a stub")
-        return missing
-sys.modules["mmcv._ext"] = _Ext("mmcv._ext")
-import torchvision
-from mmcv.ops.modulated_deform_conv import ModulatedDeformConv2d
-from torchvision.ops import deform_conv2d
+# isort: split
 
-
-def forward(self, x, offset, mask):
-    assert self.groups == 1 and self.deform_groups == 1
-    n = x.shape[0]
-    out_h = (x.shape[2] + 2 * self.padding[0] - 3) // self.stride[0] + 1
-    out_w = (x.shape[3] + 2 * self.padding[1] - 3) // self.stride[1] + 1
-    if tuple(offset.shape[-2:]) != (out_h, out_w):
-        # mmcv's kernel reads offset[b] and mask[b] from their data pointers as (C, out_h, out_w)
-        # (mmcv/ops/csrc/pytorch/modulated_deform_conv.cpp loops over the batch); channels 0-17 of a
-        # sample are contiguous in memory, so this is each sample's first C*out_h*out_w values
-        offset = offset.reshape(n, -1)[:, : 18 * out_h * out_w].reshape(n, 18, out_h, out_w)
-        mask = mask.reshape(n, -1)[:, : 9 * out_h * out_w].reshape(n, 9, out_h, out_w)
-    return deform_conv2d(x, offset, self.weight, self.bias, stride=self.stride, padding=self.padding, dilation=self.dilation, mask=mask)
-ModulatedDeformConv2d.forward = forward
 import mmcv
 import mmdet
 from mmdet.models.necks.dyhead import DyHead
