@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from norms import randomise
 from recorded import SHARED, have_shared, load_case
 
 import pyramidgraph
@@ -60,20 +61,9 @@ def _asff_directly(sd, c3, c4, c5):
     return [out["L3"], out["L4"], out["L5"]]
 
 
-def _randomised(neck):
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for name, tensor in neck.state_dict().items():
-            if name.endswith("running_var"):
-                tensor.uniform_(0.5, 2.0)
-            elif tensor.is_floating_point():
-                tensor.normal_(0, 0.2)
-    return neck.eval()
-
-
 @pytest.mark.parametrize("compress", [16, 8])
 def test_the_neck_is_the_direct_computation_at_small_widths_and_a_non_square_image(compress):
-    neck = _randomised(pyramidgraph.compile("asff", [16, 16, 32], compress=compress, out3=8, out4=16, out5=24))
+    neck = randomise(pyramidgraph.compile("asff", [16, 16, 32], compress=compress, out3=8, out4=16, out5=24), std=0.2)
     assert neck.state_dict()["L4_fused.fuse.weight_level_1.conv.weight"].shape == (compress, 16, 1, 1)
     assert neck.state_dict()["L4_fused.fuse.weight_levels.weight"].shape == (3, 3 * compress, 1, 1)
     inputs = [torch.randn(2, 16, 12, 20), torch.randn(2, 16, 6, 10), torch.randn(2, 32, 3, 5)]  # image 96x160
@@ -86,7 +76,7 @@ def test_the_neck_is_the_direct_computation_at_small_widths_and_a_non_square_ima
 
 
 def test_the_per_pixel_weights_are_a_softmax_over_the_inputs_in_the_fuse():
-    neck = _randomised(pyramidgraph.compile("asff", [16, 16, 32], out3=8, out4=16, out5=24))
+    neck = randomise(pyramidgraph.compile("asff", [16, 16, 32], out3=8, out4=16, out5=24), std=0.2)
     softmax = [n for n in neck.graph.nodes if n.target is torch.softmax]
     assert len(softmax) == 3 and all(n.args[1] == 1 and n.meta["role"] == "fuse" for n in softmax)
 

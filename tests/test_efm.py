@@ -13,6 +13,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from norms import randomise
 
 import pyramidgraph
 from pyramidgraph import SpecError
@@ -118,17 +119,6 @@ def _efm_directly(sd, inputs, first=3, pieces=None, spp=(), out_conv=True, scale
     return outputs
 
 
-def _randomised(neck):
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for name, tensor in neck.state_dict().items():
-            if name.endswith("running_var"):
-                tensor.uniform_(0.5, 2.0)
-            elif tensor.is_floating_point():
-                tensor.normal_(0, 0.2)
-    return neck.eval()
-
-
 def _inputs(widths, size, seed=2):
     """Backbone maps for an image of ``size`` (H, W): level l is ceil(size / 2**l), as stride-2 convs give it."""
     torch.manual_seed(seed)
@@ -137,7 +127,7 @@ def _inputs(widths, size, seed=2):
 
 def test_three_levels_are_the_direct_computation_at_an_odd_image_size():
     widths = [8, 12, 16]
-    neck = _randomised(pyramidgraph.compile("efm", widths))
+    neck = randomise(pyramidgraph.compile("efm", widths), std=0.2)
     inputs = _inputs(widths, (100, 76))  # 13x10, 7x5, 4x3
     with torch.no_grad():
         ours = neck(inputs)
@@ -162,7 +152,7 @@ def test_three_levels_are_the_direct_computation_at_an_odd_image_size():
     ids=["spp-4-levels", "uniform-width-fixed-pieces-5-levels", "no-out-conv-spp-3-7", "by-scale-no-maxout"],
 )
 def test_the_options_are_the_direct_computation(widths, params, size, scale):
-    neck = _randomised(pyramidgraph.compile("efm", widths, **params))
+    neck = randomise(pyramidgraph.compile("efm", widths, **params), std=0.2)
     inputs = _inputs(widths, size)
     with torch.no_grad():
         ours = neck(inputs)
@@ -197,7 +187,7 @@ def test_output_shapes_for_three_to_five_levels(widths, params, expected):
 
 def test_each_output_reads_its_own_level_and_its_two_neighbours_only():
     widths = [8, 8, 16, 16, 32]
-    neck = _randomised(pyramidgraph.compile("efm", widths))
+    neck = randomise(pyramidgraph.compile("efm", widths), std=0.2)
     inputs = _inputs(widths, (96, 96))
     with torch.no_grad():
         before = neck(inputs)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from norms import randomise
 from recorded import LOCAL, SHARED, have_shared, load_case
 
 import pyramidgraph
@@ -86,17 +87,6 @@ def _mlfpn_directly(sd, shallow, deep, levels, scales, smooth, sfam, first=3):
     return [s * torch.sigmoid(F.conv2d(F.relu(F.conv2d(F.adaptive_avg_pool2d(s, 1), fc1w, fc1b)), fc2w, fc2b)) for s in sources]
 
 
-def _randomised(neck):
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for name, tensor in neck.state_dict().items():
-            if name.endswith("running_var"):
-                tensor.uniform_(0.5, 2.0)
-            elif tensor.is_floating_point():
-                tensor.normal_(0, 0.3)
-    return neck.eval()
-
-
 @pytest.mark.parametrize(
     "levels,scales,smooth,sfam,shapes",
     [
@@ -109,7 +99,7 @@ def _randomised(neck):
     ],
 )
 def test_the_neck_is_the_direct_computation_at_odd_sizes(levels, scales, smooth, sfam, shapes):
-    neck = _randomised(pyramidgraph.compile("m2det", [8, 16], planes=16, levels=levels, scales=scales, smooth=smooth, sfam=sfam, shallow_out=8, deep_out=12))
+    neck = randomise(pyramidgraph.compile("m2det", [8, 16], planes=16, levels=levels, scales=scales, smooth=smooth, sfam=sfam, shallow_out=8, deep_out=12))
     inputs = [torch.randn(2, 8, 38, 46), torch.randn(2, 16, 19, 23)]
     with torch.no_grad():
         ours = neck(inputs)

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from ..errors import did_you_mean
-from .base import Conversion, ConversionError, KeyMap, Reference, register_reference
+from .base import Conversion, ConversionError, KeyMap, Reference, refuse_unknown_keys, register_reference
 
 SOURCE = "asff.ASFF"
 IN_CHANNELS = [256, 256, 512]
@@ -43,9 +42,7 @@ class ASFF(Reference):
     source = SOURCE
 
     def convert(self, config: Mapping[str, Any]) -> Conversion:
-        unknown = sorted(set(config) - KNOWN_KEYS)
-        if unknown:
-            raise ConversionError(SOURCE, f"unknown config key '{unknown[0]}'{did_you_mean(unknown[0], KNOWN_KEYS)} (ASFF takes: {', '.join(sorted(KNOWN_KEYS))})")
+        refuse_unknown_keys(SOURCE, config, KNOWN_KEYS, "ASFF")
         for key, fixed in (("in_channels", IN_CHANNELS), ("out_channels", OUT_CHANNELS)):
             if key in config and list(config[key]) != fixed:
                 raise ConversionError(SOURCE, f"the reference hard-codes {key} {fixed}; got {list(config[key])}")

@@ -11,18 +11,31 @@ Python here: the spec *is* the architecture.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Iterable, Mapping
 
 import torch
 
 from ..errors import Issue, SpecError, did_you_mean
 
-__all__ = ["Conversion", "KeyMap", "Reference", "REFERENCES", "register_reference", "reference_for", "ConversionError", "CheckpointError", "check_checkpoint"]
+__all__ = ["Conversion", "KeyMap", "Reference", "REFERENCES", "register_reference", "reference_for", "ConversionError", "CheckpointError", "check_checkpoint", "refuse_unknown_keys"]
 
 
 def ConversionError(source: str, message: str) -> SpecError:
     """A config or checkpoint that cannot be converted, as the API's one exception type."""
     return SpecError([Issue(source, 0, 0, "config", message)])
+
+
+def refuse_unknown_keys(source: str, config: Mapping[Any, Any], known: Iterable[str], owner: str, noun: str = "config key", prefix: str = "", unlisted: Iterable[str] = ()) -> None:
+    """Refuse a ``config`` key the reference does not take, as the reference's own ``TypeError``
+    would: the first unknown key (sorted as strings), the closest known name, and the ``known``
+    ones ``owner`` takes. ``unlisted`` keys are accepted and suggested but not listed (mmcv's
+    registry ``type``); ``prefix`` opens the message (the neck's name, for a chain's converters)."""
+    listed = set(known)
+    accepted = listed | set(unlisted)
+    unknown = sorted(set(config) - accepted, key=str)
+    if unknown:
+        first = unknown[0]
+        raise ConversionError(source, f"{prefix}unknown {noun} '{first}'{did_you_mean(str(first), accepted)} ({owner} takes: {', '.join(sorted(listed))})")
 
 
 def CheckpointError(source: str, message: str) -> SpecError:

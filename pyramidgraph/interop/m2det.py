@@ -22,8 +22,8 @@ from typing import Any, Mapping
 
 import torch
 
-from ..errors import Issue, SpecError, did_you_mean
-from .base import Conversion, ConversionError, KeyMap, Reference, check_checkpoint, register_reference
+from ..errors import Issue, SpecError
+from .base import Conversion, ConversionError, KeyMap, Reference, check_checkpoint, refuse_unknown_keys, register_reference
 
 SOURCE = "m2det.MLFPN"
 REQUIRED = ("planes", "num_levels", "num_scales", "smooth", "sfam", "shallow_in", "deep_in", "shallow_out", "deep_out")
@@ -75,9 +75,7 @@ def _check(config: Mapping[str, Any]) -> None:
     for key in config:
         if key in NOT_THE_NECK:
             raise ConversionError(SOURCE, f"config key '{key}': {NOT_THE_NECK[key]}")
-    unknown = sorted(set(config) - KNOWN_KEYS, key=str)
-    if unknown:
-        raise ConversionError(SOURCE, f"unknown config key '{unknown[0]}'{did_you_mean(str(unknown[0]), KNOWN_KEYS)} (M2Det's MLFPN takes: {', '.join(sorted(KNOWN_KEYS))})")
+    refuse_unknown_keys(SOURCE, config, KNOWN_KEYS, "M2Det's MLFPN")
     missing = [key for key in REQUIRED if key not in config]
     if missing:
         raise ConversionError(SOURCE, f"the config has no {', '.join(repr(k) for k in missing)}, which {SOURCE} needs (the reference has no defaults)")

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from .base import Conversion, KeyMap
-from .mmcv_cfg import check_keys, conv_module, fail, first_level
+from .mmcv_cfg import check_keys, conv_module, fail, first_level, spec_params, widths
 from .mmdet import register_neck
 
 KIND = "ChannelMapper"
@@ -25,7 +25,7 @@ KEYS = {"in_channels", "out_channels", "kernel_size", "conv_cfg", "norm_cfg", "a
 @register_neck(KIND)
 def convert_channel_mapper(cfg: Mapping[str, Any], strides: list[int]) -> Conversion:
     check_keys(KIND, cfg, KEYS)
-    in_channels = [int(c) for c in cfg["in_channels"]]
+    in_channels = widths(cfg)
     if not in_channels:
         raise fail(KIND, "in_channels must list at least one input")
     kernel = cfg.get("kernel_size", 3)
@@ -41,13 +41,7 @@ def convert_channel_mapper(cfg: Mapping[str, Any], strides: list[int]) -> Conver
         "first_level": first,
         "kernel": kernel,
         "extra_levels": extra,
-        "norm": unit["norm"] or "none",
-        "norm_groups": unit["norm_groups"],
-        "norm_eps": unit["norm_eps"],
-        "norm_momentum": unit["norm_momentum"],
-        "act": unit["act"] or "none",
-        "act_slope": unit["act_slope"],
-        "bias": unit["bias"],
+        **spec_params(unit),
     }
     top = first + len(in_channels) - 1
     key_map = KeyMap()

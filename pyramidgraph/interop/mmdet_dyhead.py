@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from .base import Conversion, KeyMap
-from .mmcv_cfg import check_keys, fail, first_level
+from .mmcv_cfg import check_keys, fail, first_level, no_init_cfg
 from .mmdet import register_neck
 
 __all__ = ["dyhead"]
@@ -43,8 +43,7 @@ def _count(config: Mapping[str, Any], key: str, default: int | None, least: int)
 @register_neck(KIND)
 def dyhead(config: Mapping[str, Any], strides: list[int]) -> Conversion:
     check_keys(KIND, config, KNOWN_KEYS)
-    if config.get("init_cfg") is not None:
-        raise fail(KIND, "init_cfg must be None (mmdet asserts it: the blocks initialise themselves)")
+    no_init_cfg(KIND, config, "mmdet asserts it: the blocks initialise themselves")
     in_channels = _count(config, "in_channels", None, 1)
     out_channels = _count(config, "out_channels", None, 1)
     if out_channels % 16:

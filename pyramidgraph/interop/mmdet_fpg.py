@@ -39,8 +39,9 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from .base import Conversion, ConversionError, KeyMap
+from .mmcv_cfg import mmcv_act
 from .mmdet import MMDetNecks, register_neck, used_inputs
-from .mmdet_fpn import ACTS
+from .mmdet_fpn import _first_level
 from .mmdet_nasfpn import mmcv_norm
 
 SOURCE = MMDetNecks.source
@@ -122,15 +123,11 @@ def _conv_module(cfg: Mapping[str, Any], where: str, padding: int | None, first_
         momentum = (cfg.get("norm_cfg") or {}).get("momentum", 0.1)
         if isinstance(momentum, (int, float)) and not isinstance(momentum, bool):
             params["norm_momentum"] = float(momentum)
-    if act_cfg is None:
-        params["act"] = None
-    else:
-        kind = act_cfg.get("type")
-        if kind not in ACTS:
-            raise _fail(f"{where}: act_cfg type {kind!r} is not supported ({', '.join(ACTS)} or None)")
-        params["act"] = ACTS[kind]
+    params["act"], slope = mmcv_act(f"FPG: {where}", act_cfg)
+    if act_cfg is not None:
+        kind = act_cfg["type"]
         if kind == "LeakyReLU":
-            params["slope"] = float(act_cfg.get("negative_slope", 0.01))
+            params["slope"] = slope
         inplace = kind not in NOT_INPLACE and act_cfg.get("inplace", cfg.get("inplace", True))
         if order[0] == "act" and inplace and not first_act_inplace_ok:
             raise _fail(f"{where}: order {order} with an in-place activation makes the reference rewrite the transition's input in place; set inplace=False (as the paper's config does)")
@@ -208,17 +205,6 @@ def _output(cfg: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     return ([{"act": first}] if first else []) + [{"conv_module": conv}]
 
 
-def _first_level(strides: list[int], count: int) -> int:
-    if not strides:
-        return 2
-    levels = [s.bit_length() - 1 for s in strides]
-    if len(strides) != count:
-        raise _fail(f"{count} inputs but {len(strides)} strides")
-    if any(2**level != s for level, s in zip(levels, strides)) or levels != list(range(levels[0], levels[0] + count)):
-        raise _fail(f"strides must be consecutive powers of two, got {strides}")
-    return levels[0]
-
-
 def _int_list(value: Any, what: str) -> list[int]:
     if not isinstance(value, (list, tuple)) or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
         raise _fail(f"{what} must be a list of integers, got {value!r}")
@@ -282,7 +268,7 @@ def convert_fpg(cfg: Mapping[str, Any], strides: list[int]) -> Conversion:
     if not trans["across_lateral"] and any(k not in skip[j] for k in range(stack_times) for j in range(num_outs)):
         raise _fail("across_lateral_trans is None, but the reference builds it for every level a pathway computes (and fails on None)")
 
-    first_level = _first_level(strides, num_ins)
+    first_level = _first_level(strides, num_ins, "FPG")
     base = first_level + start
     key_map = KeyMap()
     for i in range(used):

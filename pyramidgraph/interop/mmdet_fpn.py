@@ -25,13 +25,12 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from .base import Conversion, ConversionError, KeyMap
+from .mmcv_cfg import mmcv_act, norm_momentum
 from .mmdet import MMDetNecks, register_neck, used_inputs
-from .mmdet_nasfpn import mmcv_norm
+from .mmdet_nasfpn import input_levels, mmcv_norm
 
 SOURCE = MMDetNecks.source
 
-# mmcv activation type -> the spec's act name
-ACTS = {"ReLU": "relu", "ReLU6": "relu6", "SiLU": "silu", "Swish": "silu", "GELU": "gelu", "Sigmoid": "sigmoid", "Tanh": "tanh", "HSwish": "hardswish", "Mish": "mish", "LeakyReLU": "leaky_relu"}
 EXTRA_CONVS = {False: None, True: "input", "on_input": "input", "on_lateral": "lateral", "on_output": "output"}
 FPN_KEYS = set("type in_channels out_channels num_outs start_level end_level add_extra_convs relu_before_extra_convs no_norm_on_lateral conv_cfg norm_cfg act_cfg upsample_cfg init_cfg".split())
 PAFPN_KEYS = FPN_KEYS - {"upsample_cfg"}
@@ -43,34 +42,13 @@ def _fail(kind: str, message: str) -> Exception:
 
 def _first_level(strides: list[int], count: int, kind: str) -> int:
     """The level of the finest input (2, a ResNet's C2, when no strides are given)."""
-    if not strides:
-        return 2
-    levels = [s.bit_length() - 1 for s in strides]
-    if len(strides) != count:
-        raise _fail(kind, f"{count} inputs but {len(strides)} strides")
-    if any(2**level != s for level, s in zip(levels, strides)) or levels != list(range(levels[0], levels[0] + count)):
-        raise _fail(kind, f"strides must be consecutive powers of two, got {strides}")
-    return levels[0]
+    return input_levels(strides, count, kind) if strides else 2
 
 
 def _act(cfg: Mapping[str, Any] | None, kind: str) -> dict[str, Any]:
-    if cfg is None:
-        return {"act": "none"}
-    name = cfg.get("type")
-    if name not in ACTS:
-        raise _fail(kind, f"act_cfg type {name!r} is not supported ({', '.join(ACTS)} or None)")
-    params: dict[str, Any] = {"act": ACTS[name]}
-    if name == "LeakyReLU":
-        params["act_slope"] = float(cfg.get("negative_slope", 0.01))
-    return params
-
-
-def _momentum(cfg: Mapping[str, Any] | None, kind: str) -> float:
-    """BN's running-statistics momentum (training only; inference ignores it)."""
-    momentum = (cfg or {}).get("momentum", 0.1)
-    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)):
-        raise _fail(kind, f"norm_cfg momentum {momentum!r} is not supported (a number)")
-    return float(momentum)
+    """The spec's ``act`` (``'none'`` without one), and ``act_slope`` for LeakyReLU only."""
+    act, slope = mmcv_act(kind, cfg)
+    return {"act": act or "none", **({"act_slope": slope} if act == "leaky_relu" else {})}
 
 
 def _upsample(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -122,7 +100,7 @@ def _convert(cfg: Mapping[str, Any], strides: list[int], kind: str) -> Conversio
         "lateral_norm": lateral_norm,
         "norm_groups": norm["norm_groups"],
         "norm_eps": norm["norm_eps"],
-        "norm_momentum": _momentum(cfg.get("norm_cfg"), kind),
+        "norm_momentum": norm_momentum(kind, cfg.get("norm_cfg")),
         "init": "xavier_uniform",
         **_act(cfg.get("act_cfg"), kind),
     }

@@ -37,7 +37,7 @@ from typing import Any, Mapping
 
 from ..errors import did_you_mean
 from .base import Conversion, KeyMap
-from .mmcv_cfg import check_keys, conv_module, fail, first_level
+from .mmcv_cfg import check_keys, conv_module, fail, first_level, no_init_cfg, spec_params, widths
 from .mmdet import register_neck, used_inputs
 
 KIND = "FPN_CARAFE"
@@ -113,11 +113,10 @@ def _upsample(cfg: Mapping[str, Any], channels: int, extra_levels: int) -> dict[
 @register_neck(KIND)
 def convert_fpn_carafe(cfg: Mapping[str, Any], strides: list[int]) -> Conversion:
     check_keys(KIND, cfg, KEYS)
-    if cfg.get("init_cfg") is not None:
-        raise fail(KIND, "init_cfg must be None (the reference asserts it, to keep its own init_weights)")
+    no_init_cfg(KIND, cfg, "the reference asserts it, to keep its own init_weights")
     if not isinstance(cfg["in_channels"], (list, tuple)):
         raise fail(KIND, f"in_channels must be a list (the reference asserts it), got {cfg['in_channels']!r}")
-    in_channels = [int(c) for c in cfg["in_channels"]]
+    in_channels = widths(cfg)
     num_ins = len(in_channels)
     channels = int(cfg["out_channels"])
     start, used, num_outs = used_inputs(KIND, cfg, num_ins)
@@ -132,12 +131,7 @@ def convert_fpn_carafe(cfg: Mapping[str, Any], strides: list[int]) -> Conversion
         "start": start,
         "used": used,
         "extra_levels": extra_levels,
-        "norm": module["norm"] or "none",
-        "norm_groups": module["norm_groups"],
-        "norm_eps": module["norm_eps"],
-        "norm_momentum": module["norm_momentum"],
-        "act": module["act"] or "none",
-        "act_slope": module["act_slope"],
+        **spec_params(module, bias=False),
         "order": ORDERS[order],
         "init": "xavier_uniform",
         **_upsample(cfg.get("upsample_cfg", DEFAULT_UPSAMPLE), channels, extra_levels),

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from .base import Conversion, KeyMap
-from .mmcv_cfg import check_keys, conv_module, fail, first_level
+from .mmcv_cfg import check_keys, conv_module, fail, first_level, spec_params
 from .mmdet import register_neck
 
 KIND = "SSDNeck"
@@ -65,13 +65,7 @@ def convert_ssd_neck(cfg: Mapping[str, Any], strides: list[int]) -> Conversion:
         "l2norm": float(scale) if scale else None,
         "last_kernel": last_kernel,
         "depthwise": depthwise,
-        "norm": unit["norm"] or "none",
-        "norm_groups": unit["norm_groups"],
-        "norm_eps": unit["norm_eps"],
-        "norm_momentum": unit["norm_momentum"],
-        "act": unit["act"] or "none",
-        "act_slope": unit["act_slope"],
-        "bias": unit["bias"],
+        **spec_params(unit),
     }
     key_map = KeyMap()
     if scale:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from .base import Conversion, KeyMap
-from .mmcv_cfg import check_keys, conv_module, fail, first_level
+from .mmcv_cfg import check_keys, conv_module, fail, first_level, scales_widths, spec_params
 from .mmdet import register_neck
 
 KIND = "SSH"
@@ -27,11 +27,7 @@ MODULES = {"conv3x3": "A{l}", "context_module.conv5x5_1": "B{l}", "context_modul
 @register_neck(KIND)
 def convert_ssh(cfg: Mapping[str, Any], strides: list[int]) -> Conversion:
     check_keys(KIND, cfg, KEYS)
-    in_channels = [int(c) for c in cfg["in_channels"]]
-    widths = [int(c) for c in cfg["out_channels"]]
-    scales = int(cfg["num_scales"])
-    if not scales == len(in_channels) == len(widths) or scales < 1:
-        raise fail(KIND, f"num_scales ({scales}), in_channels ({len(in_channels)} widths) and out_channels ({len(widths)} widths) must agree, as the reference asserts")
+    scales, in_channels, widths = scales_widths(KIND, cfg, "num_scales ({scales}), in_channels ({ins} widths) and out_channels ({outs} widths) must agree, as the reference asserts")
     odd = [w for w in widths if w % 4]
     if odd:
         raise fail(KIND, f"out_channels must be multiples of 4 (a half and two quarters are concatenated), got {odd[0]}")
@@ -40,10 +36,7 @@ def convert_ssh(cfg: Mapping[str, Any], strides: list[int]) -> Conversion:
     params: dict[str, Any] = {
         "widths": widths,
         "first_level": first,
-        "norm": unit["norm"] or "none",
-        "norm_groups": unit["norm_groups"],
-        "norm_eps": unit["norm_eps"],
-        "norm_momentum": unit["norm_momentum"],
+        **spec_params(unit, act=False, bias=False),
     }
     key_map = KeyMap()
     for i in range(scales):

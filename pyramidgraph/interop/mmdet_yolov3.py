@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from .base import Conversion, KeyMap
-from .mmcv_cfg import check_keys, conv_module, fail, first_level
+from .mmcv_cfg import check_keys, conv_module, first_level, scales_widths, spec_params
 from .mmdet import register_neck
 
 KIND = "YOLOV3Neck"
@@ -28,11 +28,7 @@ DEFAULT_ACT = {"type": "LeakyReLU", "negative_slope": 0.1}
 @register_neck(KIND)
 def convert_yolov3_neck(cfg: Mapping[str, Any], strides: list[int]) -> Conversion:
     check_keys(KIND, cfg, KEYS)
-    in_channels = [int(c) for c in cfg["in_channels"]]
-    out_channels = [int(c) for c in cfg["out_channels"]]
-    scales = int(cfg["num_scales"])
-    if not scales == len(in_channels) == len(out_channels) or scales < 1:
-        raise fail(KIND, f"num_scales {scales} must equal the lengths of in_channels ({len(in_channels)}) and out_channels ({len(out_channels)}), and be >= 1")
+    scales, in_channels, out_channels = scales_widths(KIND, cfg, "num_scales {scales} must equal the lengths of in_channels ({ins}) and out_channels ({outs}), and be >= 1")
     unit = conv_module(KIND, cfg.get("norm_cfg", DEFAULT_NORM), cfg.get("act_cfg", DEFAULT_ACT), cfg.get("conv_cfg"))
     first = first_level(KIND, strides, scales, 3)  # strides of the inputs as fed, finest first
     params = {
@@ -40,13 +36,7 @@ def convert_yolov3_neck(cfg: Mapping[str, Any], strides: list[int]) -> Conversio
         "widths": list(reversed(out_channels)),
         "order": "coarse_first",
         "upsample_by": "scale",
-        "norm": unit["norm"] or "none",
-        "norm_groups": unit["norm_groups"],
-        "norm_eps": unit["norm_eps"],
-        "norm_momentum": unit["norm_momentum"],
-        "act": unit["act"] or "none",
-        "act_slope": unit["act_slope"],
-        "bias": unit["bias"],
+        **spec_params(unit),
     }
     top = first + scales - 1
     key_map = KeyMap()

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ..errors import did_you_mean
-from .base import Conversion, ConversionError, KeyMap, Reference, register_reference
+from .base import Conversion, ConversionError, KeyMap, Reference, refuse_unknown_keys, register_reference
 
 SOURCE = "smp.PANDecoder"
 KNOWN_KEYS = frozenset({"encoder_channels", "encoder_depth", "decoder_channels", "interpolation_mode", "upscale_mode", "strides"})
@@ -57,9 +57,7 @@ class PANDecoder(Reference):
     source = SOURCE
 
     def convert(self, config: Mapping[str, Any]) -> Conversion:
-        unknown = sorted(set(config) - KNOWN_KEYS)
-        if unknown:
-            raise ConversionError(SOURCE, f"unknown config key '{unknown[0]}'{did_you_mean(unknown[0], KNOWN_KEYS)} (PANDecoder takes: {', '.join(sorted(KNOWN_KEYS))})")
+        refuse_unknown_keys(SOURCE, config, KNOWN_KEYS, "PANDecoder")
         for key in ("encoder_channels", "encoder_depth", "decoder_channels"):
             if key not in config:
                 raise ConversionError(SOURCE, f"the config has no '{key}', which PANDecoder needs")

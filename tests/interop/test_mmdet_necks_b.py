@@ -16,6 +16,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from norms import randomise
 from recorded import LOCAL, SHARED, load_case
 
 import pyramidgraph
@@ -101,18 +102,6 @@ def test_the_key_maps_name_mmdetections_modules():
 # -- weights and the direct computations ------------------------------------------------------
 
 
-def _randomised(neck, seed: int = 1):
-    """Every weight random, norm statistics too (positive variances)."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in neck.state_dict().items():
-            if name.endswith("running_var"):
-                tensor.uniform_(0.5, 2.0)
-            elif tensor.is_floating_point():
-                tensor.normal_(0, 0.3)
-    return neck.eval()
-
-
 def _unit(sd, p, x, *, stride=1, padding=0, groups=1, eps=1e-3, act=F.silu):
     """mmcv ConvModule ``p``: conv (its bias if any), BN ``p.bn`` if there, activation."""
     y = F.conv2d(x, sd[f"{p}.conv.weight"], sd.get(f"{p}.conv.bias"), stride, padding, 1, groups)
@@ -178,7 +167,7 @@ def test_fpn_dropblock_in_training_is_the_direct_computation():
     dropped sum feeding the next finer level, under one seed."""
     plugin = {"type": "DropBlock", "drop_prob": 0.4, "block_size": 3, "warmup_iters": 4}
     config = {"strides": [4, 8, 16, 32], "necks": [{"type": "FPN_DropBlock", "in_channels": [4, 8, 8, 16], "out_channels": 8, "num_outs": 5, "plugin": plugin}]}
-    neck = _randomised(from_reference("mmdet", config)).train()
+    neck = randomise(from_reference("mmdet", config)).train()
     sd = neck.state_dict()
     xs = [torch.randn(2, c, 27 // 2**i + 1, 35 // 2**i + 1) for i, c in enumerate([4, 8, 8, 16])]
     for forward in (1, 2):
@@ -213,7 +202,7 @@ def test_the_fpn_spec_keeps_its_weights_with_dropblock():
 
 def test_the_ssd_neck_is_the_direct_computation():
     """L2Norm on the first input, 1x1 + 3x3 extra layers (stride 2 padding 1, then stride 1 padding 0), odd image."""
-    neck = _randomised(pyramidgraph.compile("ssd_neck", [6, 8], widths=[8, 6], strides=[2, 1], paddings=[1, 0], l2norm=10.0))
+    neck = randomise(pyramidgraph.compile("ssd_neck", [6, 8], widths=[8, 6], strides=[2, 1], paddings=[1, 0], l2norm=10.0))
     sd = neck.state_dict()
     assert sd["N3.post0.weight"].shape == (6,)
     xs = [torch.randn(2, 6, 19, 23), torch.randn(2, 8, 10, 12)]
@@ -232,7 +221,7 @@ def test_the_ssd_neck_is_the_direct_computation():
 
 
 def test_the_yolov3_neck_is_the_direct_computation():
-    neck = _randomised(pyramidgraph.compile("yolov3_neck", [4, 8, 16], widths=[4, 6, 8]))
+    neck = randomise(pyramidgraph.compile("yolov3_neck", [4, 8, 16], widths=[4, 6, 8]))
     sd = neck.state_dict()
     xs = [torch.randn(2, 4, 12, 20), torch.randn(2, 8, 6, 10), torch.randn(2, 16, 3, 5)]
     unit = {"eps": 1e-5, "act": lambda y: F.leaky_relu(y, 0.1)}
@@ -269,7 +258,7 @@ def _merge_resize(x, size):
 def test_the_nasfcos_fpn_is_the_direct_computation():
     """mmdetection's NASFCOS_FPN.forward written out on the neck's own weights (BN in the cells'
     input convs), C2 fed and ignored, an odd image (25x39 at stride 4)."""
-    neck = _randomised(pyramidgraph.compile("nasfcos_fpn", [4, 6, 8, 10], channels=4))
+    neck = randomise(pyramidgraph.compile("nasfcos_fpn", [4, 6, 8, 10], channels=4))
     sd = neck.state_dict()
     xs = [torch.randn(2, c, -(-100 // s), -(-156 // s)) for c, s in zip([4, 6, 8, 10], [4, 8, 16, 32])]
     relu = {"eps": 1e-5, "act": F.relu}
@@ -312,7 +301,7 @@ outputs: [P3]
 
 @pytest.mark.parametrize("shortcut", [False, True])
 def test_csp_with_cspnext_blocks_and_channel_attention_is_the_direct_computation(shortcut):
-    neck = _randomised(pyramidgraph.compile(CSP.replace("SHORTCUT", str(shortcut).lower()), [6]))
+    neck = randomise(pyramidgraph.compile(CSP.replace("SHORTCUT", str(shortcut).lower()), [6]))
     sd = {k.removeprefix("P3.post0."): v for k, v in neck.state_dict().items()}
     assert sd["attention.fc.weight"].shape == (12, 12, 1, 1) and sd["attention.fc.bias"].shape == (12,)
     assert sd["blocks.1.conv2.depthwise_conv.conv.weight"].shape == (6, 1, 5, 5)  # mid = int(8 * 0.75); 5x5 depthwise

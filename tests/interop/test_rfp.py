@@ -14,6 +14,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from norms import randomise
 from recorded import SHARED, load_case
 
 import pyramidgraph
@@ -75,18 +76,6 @@ def test_the_recorded_config_converts_without_the_recording():
 # -- the ops against a direct computation ---------------------------------------------------
 
 
-def _randomised(neck, seed: int = 1):
-    """Every weight random (the zero-initialised rfp_conv and gate conv too), BN statistics too."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in neck.state_dict().items():
-            if name.endswith("running_var"):
-                tensor.uniform_(0.5, 2.0)
-            elif tensor.is_floating_point():
-                tensor.normal_(0, 0.3)
-    return neck.eval()
-
-
 def _bn(sd, p, x):
     return F.batch_norm(x, sd[f"{p}.running_mean"], sd[f"{p}.running_var"], sd[f"{p}.weight"], sd[f"{p}.bias"], False, 0.0, 1e-5)
 
@@ -122,7 +111,7 @@ outputs: [S, T]
 
 
 def test_the_bottleneck_stage_with_feedback_is_the_direct_computation():
-    neck = _randomised(pyramidgraph.compile(STAGE, [8, 6]))
+    neck = randomise(pyramidgraph.compile(STAGE, [8, 6]))
     sd = {k.replace(".op.", ".").replace(".apply.", "."): v for k, v in neck.state_dict().items()}  # the op's module under its node
     assert {k.split(".", 1)[1] for k in sd if k.startswith("S.0.")} >= {"0.rfp_conv.weight", "0.rfp_conv.bias", "0.downsample.0.weight", "0.downsample.1.running_var", "0.conv2.weight", "0.bn3.bias"}
     assert not any(".downsample." in k for k in sd if k.startswith("T."))  # stride 1 and 16 -> 16 channels: the identity is x
@@ -192,7 +181,7 @@ def _rfp_directly(sd, inputs, steps, blocks, levels=5):
 
 def test_three_steps_at_an_odd_image_size_are_the_direct_computation():
     image = (70, 45)
-    neck = _randomised(pyramidgraph.compile("rfp", SMALL_IN, steps=3, image=image, **SMALL))
+    neck = randomise(pyramidgraph.compile("rfp", SMALL_IN, steps=3, image=image, **SMALL))
     inferred = pyramidgraph.validate("rfp", SMALL_IN, steps=3, image=image, **SMALL)
     sizes = [(70, 45), (18, 12), (9, 6), (5, 3), (3, 2)]  # ceil(side / stride): image, C2..C5
     assert [shape.size for _, shape in inferred.ir.inputs] == sizes
