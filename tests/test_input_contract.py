@@ -203,6 +203,10 @@ RULES = {
     "ssh": "any image size (inputs of ceil or floor of image / stride)",
     "dilated_encoder": "any image size (inputs of ceil or floor of image / stride)",
     "ct_resnet_neck": "any image size (inputs of ceil or floor of image / stride)",
+    "cspnext_pafpn": "image sides divisible by 32 (fixed-factor upsampling in pafpn.T4.from_R5, pafpn.T3.from_R4): C3 a multiple of 4, each input exactly half the next finer",
+    "nasfcos_fpn": "any image size (inputs of ceil or floor of image / stride)",
+    "ssd_neck": "any image size (inputs of ceil or floor of image / stride)",
+    "yolov3_neck": "image sides divisible by 32 (fixed-factor upsampling in O4.from_U5, O3.from_U4): C3 a multiple of 4, each input exactly half the next finer",
     "dyhead": "inputs of ceil(image / stride), as padded stride-2 convs give them, for any image size; floor(image / stride) only for image sides divisible by 128",
     "fpn_carafe": "inputs of ceil(image / stride), as padded stride-2 convs give them, for any image size; floor(image / stride) only for image sides divisible by 32",
 }
