@@ -588,6 +588,9 @@ def _spec_boxes(analysis: Analysis, expand: bool, look: _Look = _DEFAULT_LOOK) -
                     continue
             tail = shown(source)
             level = boxes[tail].level
+            read = values.get(edge.source) if edge.source != source and not edge.source.endswith(".pre") else None
+            if read is not None and not isinstance(read, tuple):  # output i of a node with one per level (DyHead's block): at its own level
+                level = read.level
             direction = "down" if level > shape.level else "up" if level < shape.level else "same"
             if node.apply is not None and level != shape.level:  # an apply op reads the map at its own level: nothing resamples it
                 chain = [f"level {level}"]

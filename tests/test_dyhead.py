@@ -322,3 +322,14 @@ def test_inputs_of_floor_sizes_are_refused_with_the_reason():
     with pytest.raises(ValueError) as info:
         neck(_inputs(16, [(13, 13), (6, 6)], batch=1))
     assert "dyhead_block: the stride-2 3x3 conv takes the level-3 map's 13x13 to 7x7, not the level-4 map's 6x6" in str(info.value)
+
+
+def test_the_diagram_colours_each_line_from_a_block_by_the_level_it_carries():
+    """A DyHead block is one box (at its first level); O4 reads the block's level-4 output, a line
+    along the level, and the next block reads every level, each line labelled with its level."""
+    from pyramidgraph.render import render
+
+    source = render("dyhead", [16, 16, 16], params={"out_channels": 16, "num_blocks": 2}).source
+    lines = [line.strip() for line in source.splitlines() if "->" in line]
+    into_o4 = [line for line in lines if line.startswith('"B1" -> "O4"') or line.startswith("B1 -> O4")]
+    assert len(into_o4) == 1 and '#555555' in into_o4[0]

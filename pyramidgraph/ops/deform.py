@@ -141,12 +141,15 @@ def emit_deform_conv(
     return e.call_function(operator.add, out, e.call_function(torch.reshape, bias, (1, cout, 1, 1)))
 
 
-def split_offset_mask(offset_and_mask: torch.Tensor, offset_channels: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """mmcv's ``ModulatedDeformConv2dPack`` (and DyHead) split of an offset conv's output: the
-    first ``offset_channels`` channels are the offsets, the rest the mask's logits (sigmoid)."""
+def split_offset_mask(e: Emitter, offset_and_mask: torch.fx.Node, offset_channels: int) -> tuple[torch.fx.Node, torch.fx.Node]:
+    """mmcv's ``ModulatedDeformConv2dPack`` (and DyHead) split of an offset conv's output, as
+    graph nodes of torch primitives: the first ``offset_channels`` channels are the offsets, the
+    rest the mask's logits (through a sigmoid)."""
     import torch
 
-    return offset_and_mask[:, :offset_channels], torch.sigmoid(offset_and_mask[:, offset_channels:])
+    offsets = e.call_function(operator.getitem, offset_and_mask, (slice(None), slice(None, offset_channels)))
+    logits = e.call_function(operator.getitem, offset_and_mask, (slice(None), slice(offset_channels, None)))
+    return offsets, e.call_function(torch.sigmoid, logits)
 
 
 @dataclass(frozen=True, eq=False)
@@ -229,6 +232,5 @@ class ModulatedDeformConv(Op):
         weight = e.parameter("weight", deform_weight(cin, out.channels, self.kernel, self.groups))
         bias = e.parameter("bias", UniformParameterDecl((out.channels,))) if self.bias else None
         conv_offset = declare(nn.Conv2d, cin, self.deform_groups * 3 * taps, self.kernel, stride=self.stride, padding=padding, dilation=self.dilation, bias=True, init=_zero_weight_and_bias)
-        both = e.call_function(split_offset_mask, e.call_module("conv_offset", conv_offset, args[0]), self.deform_groups * 2 * taps)
-        offset, mask = e.call_function(operator.getitem, both, 0), e.call_function(operator.getitem, both, 1)
+        offset, mask = split_offset_mask(e, e.call_module("conv_offset", conv_offset, args[0]), self.deform_groups * 2 * taps)
         return emit_deform_conv(e, args[0], offset, mask, weight, bias, (cin, out.channels, self.kernel), self.stride, padding, self.dilation, self.groups, self.deform_groups)

@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Literal
 
 from ..shape import ShapeError, conv_out
 from .attention import _zero_weight_and_bias
-from .base import APPLY, ApplyOp
+from .base import APPLY, ApplyOp, one_call_when_traced
 from .common import build_conv, build_norm, check_norm, out_width
 from .deform import deform_weight, emit_deform_conv, split_offset_mask
 
@@ -63,17 +63,19 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..codegen import Emitter
 
-__all__ = ["DyHeadBlock", "crop_to", "dynamic_relu", "flat_to"]
+__all__ = ["DyHeadBlock", "crop_to", "emit_dynamic_relu", "flat_to"]
 
 OFFSET_CHANNELS = 2 * 9
 """The offsets of a 3x3 DCN with one deformable group; the mask is the next 9 channels."""
 
 
+@one_call_when_traced
 def crop_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """The top-left ``ref``-sized corner of ``x`` (mmdetection main's offsets for the coarser map)."""
     return x[:, :, : ref.shape[-2], : ref.shape[-1]]
 
 
+@one_call_when_traced
 def flat_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """``x`` (B, C, H, W) read as a CUDA kernel reads it for an output of ``ref``'s size (h, w):
     each sample's first ``C * h * w`` values, in memory order, as (C, h, w) (the official code's
@@ -83,13 +85,17 @@ def flat_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return x.reshape(batch, -1)[:, : channels * height * width].reshape(batch, channels, height, width)
 
 
-def dynamic_relu(x: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
+def emit_dynamic_relu(e: Emitter, x: torch.fx.Node, coefficients: torch.fx.Node) -> torch.fx.Node:
     """DyHead's DyReLU from its hsigmoid outputs ``(B, 4C, 1, 1)``, in mmdet's order
-    ``a1, b1, a2, b2``, each first less 0.5: ``max(x * (2 a1 + 1) + b1, x * 2 a2 + b2)``."""
+    ``a1, b1, a2, b2``, each first less 0.5: ``max(x * (2 a1 + 1) + b1, x * 2 a2 + b2)``, as
+    graph nodes of torch primitives."""
     import torch
 
-    a1, b1, a2, b2 = torch.chunk(coefficients - 0.5, 4, 1)
-    return torch.max(x * (a1 * 2.0 + 1.0) + b1, x * (a2 * 2.0) + b2)
+    parts = e.call_function(torch.chunk, e.call_function(operator.sub, coefficients, 0.5), 4, 1)
+    a1, b1, a2, b2 = (e.call_function(operator.getitem, parts, index) for index in range(4))
+    first = e.call_function(operator.add, e.call_function(operator.mul, x, e.call_function(operator.add, e.call_function(operator.mul, a1, 2.0), 1.0)), b1)
+    second = e.call_function(operator.add, e.call_function(operator.mul, x, e.call_function(operator.mul, a2, 2.0)), b2)
+    return e.call_function(torch.max, first, second)
 
 
 @APPLY.register("dyhead_block")
@@ -164,11 +170,10 @@ class DyHeadBlock(ApplyOp):
             squeeze = int(width / 4)
             hidden = e.call_module("task_attn_module.conv1.conv", build_conv(width, squeeze, 1, 1, 0, True, "normal"), e.call_function(F.adaptive_avg_pool2d, y, 1))
             coefficients = e.call_module("task_attn_module.conv2.conv", build_conv(squeeze, 4 * width, 1, 1, 0, True, "normal"), e.call_function(F.relu, hidden))
-            return e.call_function(dynamic_relu, y, e.call_function(F.hardsigmoid, coefficients))
+            return emit_dynamic_relu(e, y, e.call_function(F.hardsigmoid, coefficients))
 
         def offsets(offset_and_mask: torch.fx.Node) -> tuple[torch.fx.Node, torch.fx.Node]:
-            both = e.call_function(split_offset_mask, offset_and_mask, OFFSET_CHANNELS)
-            return e.call_function(operator.getitem, both, 0), e.call_function(operator.getitem, both, 1)
+            return split_offset_mask(e, offset_and_mask, OFFSET_CHANNELS)
 
         outs = []
         for level, x in enumerate(args):
