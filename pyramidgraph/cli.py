@@ -191,8 +191,10 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     from .library import bundled_specs, spec_summary
 
-    for name, path in bundled_specs().items():
-        print(f"{name:<12} {spec_summary(path)}")
+    specs = bundled_specs()
+    width = max(map(len, specs), default=0)  # one column for the docs, however long the names
+    for name, path in specs.items():
+        print(f"{name:<{width}}  {spec_summary(path)}")
     return 0
 
 
