@@ -17,7 +17,7 @@ import torch
 
 from ..errors import Issue, SpecError, did_you_mean
 
-__all__ = ["Conversion", "KeyMap", "Reference", "REFERENCES", "register_reference", "reference_for", "ConversionError", "CheckpointError", "check_checkpoint", "refuse_unknown_keys"]
+__all__ = ["Conversion", "KeyMap", "SharedKeyMap", "Reference", "REFERENCES", "register_reference", "reference_for", "ConversionError", "CheckpointError", "check_checkpoint", "refuse_unknown_keys"]
 
 
 def ConversionError(source: str, message: str) -> SpecError:
@@ -130,6 +130,33 @@ class Conversion:
     output_names: list[str] | None = None
     return_type: str = "tuple"
     image: tuple[int, int] | None = None
+
+
+@dataclass
+class SharedKeyMap(KeyMap):
+    """A :class:`KeyMap` for a reference that repeats one module under several paths (a
+    ``ModuleList([m] * n)``): ``repeats`` maps each repeated path to the one the map converts
+    (``leach.1`` -> ``leach.0``). A repeat's tensors must equal that path's; they are then left
+    out, so the neck holds them once."""
+
+    repeats: dict[str, str] = field(default_factory=dict)
+
+    def convert(self, state_dict: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+        check_checkpoint(state_dict, source)
+        to_owner = KeyMap(dict(self.repeats))
+        kept: dict[str, torch.Tensor] = {}
+        problems: list[str] = []
+        for key, value in state_dict.items():
+            owner = to_owner.target(key)
+            if owner is None:
+                kept[key] = value
+            elif owner not in state_dict:
+                problems.append(f"reference key '{key}' repeats '{owner}', which the checkpoint does not have")
+            elif state_dict[owner].shape != value.shape or not torch.equal(state_dict[owner], value):
+                problems.append(f"reference key '{key}' differs from '{owner}'; the reference calls one module under both names, so they must be equal")
+        if problems:
+            raise SpecError([Issue(source, 0, 0, "state_dict", p) for p in problems])
+        return super().convert(kept, expected, source)
 
 
 class Reference:

@@ -17,13 +17,9 @@ convs), so its ``state_dict`` holds the same tensors under every index; the spec
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-import torch
-
-from ..errors import Issue, SpecError
-from .base import Conversion, ConversionError, KeyMap, Reference, check_checkpoint, refuse_unknown_keys, register_reference
+from .base import Conversion, ConversionError, KeyMap, Reference, SharedKeyMap, refuse_unknown_keys, register_reference
 
 SOURCE = "m2det.MLFPN"
 REQUIRED = ("planes", "num_levels", "num_scales", "smooth", "sfam", "shallow_in", "deep_in", "shallow_out", "deep_out")
@@ -35,33 +31,6 @@ NOT_THE_NECK = {
     "num_classes": "the heads are not part of the neck",
 }
 MAX_SCALES = 12
-
-
-@dataclass
-class SharedKeyMap(KeyMap):
-    """A :class:`KeyMap` for a reference that repeats one module under several paths (a
-    ``ModuleList([m] * n)``): ``repeats`` maps each repeated path to the one the map converts
-    (``leach.1`` -> ``leach.0``). A repeat's tensors must equal that path's; they are then left
-    out, so the neck holds them once."""
-
-    repeats: dict[str, str] = field(default_factory=dict)
-
-    def convert(self, state_dict: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
-        check_checkpoint(state_dict, source)
-        to_owner = KeyMap(dict(self.repeats))
-        kept: dict[str, torch.Tensor] = {}
-        problems: list[str] = []
-        for key, value in state_dict.items():
-            owner = to_owner.target(key)
-            if owner is None:
-                kept[key] = value
-            elif owner not in state_dict:
-                problems.append(f"reference key '{key}' repeats '{owner}', which the checkpoint does not have")
-            elif state_dict[owner].shape != value.shape or not torch.equal(state_dict[owner], value):
-                problems.append(f"reference key '{key}' differs from '{owner}'; the reference calls one module under both names, so they must be equal")
-        if problems:
-            raise SpecError([Issue(source, 0, 0, "state_dict", p) for p in problems])
-        return super().convert(kept, expected, source)
 
 
 def _integer(config: Mapping[str, Any], key: str, least: int) -> int:

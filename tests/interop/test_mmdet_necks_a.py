@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from norms import randomise
 from recorded import SHARED, load_case
 
 import pyramidgraph
@@ -78,14 +79,7 @@ def test_the_key_maps_follow_the_reference_names():
 
 
 def _randomised(neck, seed: int = 0):
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in neck.state_dict().items():
-            if name.endswith("running_var"):
-                tensor.uniform_(0.5, 2.0)
-            elif tensor.is_floating_point():
-                tensor.normal_(0, 0.3)
-    return neck.eval()
+    return randomise(neck, seed)
 
 
 def _inputs(widths, sizes, seed=1):
