@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .base import Conversion, KeyMap
+from .base import Conversion
 from .mmcv_cfg import check_keys, conv_module, fail, first_level
 from .mmdet import register_neck
+from .mmdet_yolox import pafpn_keys
 
 KIND = "CSPNeXtPAFPN"
 KEYS = {"in_channels", "out_channels", "num_csp_blocks", "use_depthwise", "expand_ratio", "upsample_cfg", "conv_cfg", "norm_cfg", "act_cfg", "init_cfg"}
@@ -60,13 +61,4 @@ def convert_cspnext_pafpn(cfg: Mapping[str, Any], strides: list[int]) -> Convers
         "norm_momentum": unit["norm_momentum"],
         "act": unit["act"],
     }
-    last = first + len(in_channels) - 1
-    key_map = KeyMap()
-    for k in range(len(in_channels) - 1):
-        key_map.add(f"reduce_layers.{k}", f"pafpn.R{last - k}.post0")
-        key_map.add(f"top_down_blocks.{k}", f"pafpn.T{last - 1 - k}.post0")
-        key_map.add(f"downsamples.{k}", f"pafpn.D{first + 1 + k}.from_B{first + k}")
-        key_map.add(f"bottom_up_blocks.{k}", f"pafpn.B{first + 1 + k}.post0")
-    for i in range(len(in_channels)):
-        key_map.add(f"out_convs.{i}", f"pafpn.O{first + i}.post0")
-    return Conversion("cspnext_pafpn", in_channels, params, key_map, return_type="tuple")
+    return Conversion("cspnext_pafpn", in_channels, params, pafpn_keys(first, len(in_channels), "pafpn."), return_type="tuple")

@@ -76,13 +76,20 @@ def yolox_pafpn(config: Mapping[str, Any], strides: list[int]) -> Conversion:
         "norm_momentum": momentum,
         "act": act,
     }
-    last = first + len(in_channels) - 1
+    return Conversion("yolox_pafpn", in_channels, params, pafpn_keys(first, len(in_channels)), return_type="tuple")
+
+
+def pafpn_keys(first: int, levels: int, prefix: str = "") -> KeyMap:
+    """The key map of mmdetection's YOLOX-style PAFPN (``reduce_layers``, ``top_down_blocks``,
+    ``downsamples``, ``bottom_up_blocks``, ``out_convs``) onto the ``yolox_pafpn`` spec's nodes
+    (under ``prefix`` where another spec includes it: CSPNeXtPAFPN's ``pafpn.``)."""
+    last = first + levels - 1
     key_map = KeyMap()
-    for k in range(len(in_channels) - 1):
-        key_map.add(f"reduce_layers.{k}", f"R{last - k}.post0")
-        key_map.add(f"top_down_blocks.{k}", f"T{last - 1 - k}.post0")
-        key_map.add(f"downsamples.{k}", f"D{first + 1 + k}.from_B{first + k}")
-        key_map.add(f"bottom_up_blocks.{k}", f"B{first + 1 + k}.post0")
-    for i in range(len(in_channels)):
-        key_map.add(f"out_convs.{i}", f"O{first + i}.post0")
-    return Conversion("yolox_pafpn", in_channels, params, key_map, return_type="tuple")
+    for k in range(levels - 1):
+        key_map.add(f"reduce_layers.{k}", f"{prefix}R{last - k}.post0")
+        key_map.add(f"top_down_blocks.{k}", f"{prefix}T{last - 1 - k}.post0")
+        key_map.add(f"downsamples.{k}", f"{prefix}D{first + 1 + k}.from_B{first + k}")
+        key_map.add(f"bottom_up_blocks.{k}", f"{prefix}B{first + 1 + k}.post0")
+    for i in range(levels):
+        key_map.add(f"out_convs.{i}", f"{prefix}O{first + i}.post0")
+    return key_map
