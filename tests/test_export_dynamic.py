@@ -86,6 +86,8 @@ PLANS = {
     "ssd_neck": Plan(min_b=5, example=(5, 6), runs=((6, 5), (7, 7))),
     # P7 (a stride-2 conv of P6) is ceil(b / 4) from the stride-32 input b: at least 2 from b = 5
     "nasfcos_fpn": Plan(remainder=16, min_b=5, example=(5, 6), runs=((6, 5), (7, 7)), params={"channels": 64}),
+    # one block on three levels, for time (export time grows with the graph)
+    "dyhead": Plan(params={"in_channels": [16, 16, 16], "out_channels": 32, "num_blocks": 1}),
     "hrfpn": Plan(min_b=4, example=(4, 5), runs=((5, 4), (6, 7)), params={"channels": 64}),
 }
 SPECS = sorted(pyramidgraph.bundled_specs())
