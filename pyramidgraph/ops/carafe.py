@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from ..shape import ShapeError
 from ..weights import declare
 from .base import RESAMPLE, ResampleOp
-from .common import build_conv
+from .common import build_conv, factor_up
 
 __all__ = ["Carafe", "Crop"]
 
@@ -61,7 +61,7 @@ class Carafe(ResampleOp):
     exact_ratio = True
 
     def bind(self, x, target):
-        return self if self.scale is not None else replace(self, scale=2 ** max(x.level - target.level, 0))
+        return replace(self, scale=factor_up(self.scale, x, target))
 
     def label(self) -> str:
         return f"carafe x{self.scale}" if self.scale else "carafe"

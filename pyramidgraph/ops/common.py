@@ -47,6 +47,12 @@ def stride_at(stride: int | None, x: FeatureShape, site: Site) -> int:
     return 2 ** max(site.target.level - x.level, 0) if site.role == "edge" else 1
 
 
+def factor_up(factor: int | None, x: FeatureShape, target: FeatureShape) -> int:
+    """An upsampling op's factor (scale, or a transposed conv's stride): the one given, else
+    ``2**level difference`` from ``x`` down to the finer ``target`` (1 along a level)."""
+    return factor if factor is not None else 2 ** max(x.level - target.level, 0)
+
+
 def width_and_step(name: str, stride: int, out: int | None, x: FeatureShape, site: Site) -> tuple[int, int]:
     """A conv-like op's output width and level step at its place: the target's width on an edge;
     after a fusion ``out``, else the node's width, else the input's, and stride 1 (post ops keep

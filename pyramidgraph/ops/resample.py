@@ -13,7 +13,7 @@ from typing import Literal
 
 from ..shape import FeatureShape, ShapeError
 from .base import RESAMPLE, ResampleOp
-from .common import Init, Padding, build_conv, build_norm, check_norm, window_out
+from .common import Init, Padding, build_conv, build_norm, check_norm, factor_up, window_out
 
 
 def _level_step(factor: int, what: str) -> int:
@@ -49,7 +49,7 @@ class Upsample(ResampleOp):
         return self.by == "scale"
 
     def bind(self, x, target):
-        return self if self.scale is not None else replace(self, scale=2 ** max(x.level - target.level, 0))
+        return replace(self, scale=factor_up(self.scale, x, target))
 
     def label(self) -> str:
         return f"up x{self.scale}" if self.scale else "up"
@@ -173,7 +173,7 @@ class TransposedConv(ResampleOp):
     exact_ratio = True
 
     def bind(self, x, target):
-        stride = self.stride if self.stride is not None else 2 ** max(x.level - target.level, 0)
+        stride = factor_up(self.stride, x, target)
         return replace(self, stride=stride, kernel=self.kernel if self.kernel is not None else stride)
 
     def label(self) -> str:
@@ -215,7 +215,7 @@ class PixelShuffle(ResampleOp):
     exact_ratio = True
 
     def bind(self, x, target):
-        return self if self.scale is not None else replace(self, scale=2 ** max(x.level - target.level, 0))
+        return replace(self, scale=factor_up(self.scale, x, target))
 
     def label(self) -> str:
         return f"pixel shuffle x{self.scale}" if self.scale else "pixel shuffle"
