@@ -15,13 +15,12 @@ import pytest
 import torch
 import torch.fx
 import torch.fx.experimental.optimization
-from speclib import small_args
+from speclib import small_args, squares
 from torch import nn
 
 import pyramidgraph
 
 SPECS = sorted(pyramidgraph.bundled_specs())
-IMAGE = {"m2det": 288, "pan_attention": 256, "ssd_neck": 288}  # the smallest images they take (see tests/speclib)
 
 
 def _outputs(result) -> list[torch.Tensor]:
@@ -41,7 +40,7 @@ def _neck(spec: str) -> nn.Module:
 @pytest.mark.parametrize("spec", SPECS)
 def test_symbolic_trace_and_fuse_give_the_necks_outputs(spec):
     neck = _neck(spec)
-    x = neck.example_inputs(batch=1, image=IMAGE.get(spec, 128))
+    x = neck.example_inputs(batch=1, image=squares(spec)[0])
     with torch.no_grad():
         expected = _outputs(neck(x))
         traced = torch.fx.symbolic_trace(neck)

@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from speclib import squares
 
 import pyramidgraph
 
@@ -60,15 +61,10 @@ def test_the_core_specs_are_bundled_and_have_expectations():
     assert {"fpn", "pafpn", "bifpn"} <= set(DEPTH_SPECS)
 
 
-# 128 unless the architecture needs more: M2Det's TUMs six scales deep, PAN's FPA three 2x2
-# max pools on the stride-32 map, SSD300's unpadded extra layers.
-EXAMPLE_IMAGE = {"m2det": 320, "pan_attention": 256, "ssd_neck": 300}
-
-
 @pytest.mark.parametrize("name", SPECS)
 def test_every_bundled_spec_runs_its_example_backbone(name):
     """Generic: the example compiles, and a forward pass agrees with the validator's shapes."""
-    image = EXAMPLE_IMAGE.get(name, 128)
+    image = squares(name)[0]  # 128 unless the architecture needs more (tests/speclib)
     analysis = pyramidgraph.validate(name, image=image)
     torch.manual_seed(0)
     neck = pyramidgraph.compile(name).eval()

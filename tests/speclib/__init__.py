@@ -39,6 +39,9 @@ class LibraryCase:
     params: dict[str, Any] = field(default_factory=dict)
     fixed_levels: str = ""
     why_images: str = ""
+    squares: tuple[int, int] = (128, 160)
+    """The two square image sides the generic tests of every bundled spec (export, re-tracing,
+    the example run) use: larger where the architecture or its numerics need it."""
 
 
 @functools.cache
@@ -58,3 +61,9 @@ def small_args(name: str) -> dict[str, Any]:
     if case is None:
         return {}
     return {"in_channels": case.in_channels[case.shape_levels], **case.params}
+
+
+def squares(name: str) -> tuple[int, int]:
+    """:attr:`LibraryCase.squares` of ``name``'s case; 128 and 160 for a spec with no case."""
+    case = all_cases().get(name)
+    return case.squares if case is not None else (128, 160)

@@ -17,6 +17,7 @@ CASES: dict[str, LibraryCase] = {
             [(48, 40, 40), (48, 20, 20), (48, 10, 10), (48, 5, 5), (48, 3, 3), (48, 1, 1)],
         ),
         shape_levels=2,
+        squares=(288, 304),  # the TUMs six scales deep need images over 256
         paper=(
             {"in_channels": [512, 1024]},
             56_266_624,

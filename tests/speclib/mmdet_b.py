@@ -36,6 +36,7 @@ CASES: dict[str, LibraryCase] = {
             [(8, 32, 32), (16, 16, 16), (32, 8, 8), (16, 4, 4), (8, 2, 2), (8, 2, 2)],
         ),
         shape_levels=3,
+        squares=(288, 300),  # SSD300's unpadded extra layers need 260 px or more
         paper=(
             {"in_channels": [512, 1024]},
             2_460_032,

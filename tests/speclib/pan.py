@@ -13,6 +13,7 @@ CASES: dict[str, LibraryCase] = {
         images=((232, 300), (256, 256)),
         outputs=([(8, 58, 75)], [(8, 64, 64)]),
         shape_levels=4,
+        squares=(256, 288),  # the FPA's three 2x2 max pools need the stride-32 map at least 8x8
         paper=(
             {"in_channels": [256, 512, 1024, 2048]},
             751_495,
