@@ -35,7 +35,7 @@ from .common import ActName, Padding, build_conv, build_norm, emit_act, emit_con
 if TYPE_CHECKING:  # pragma: no cover
     import torch.fx
 
-__all__ = ["ConvBnAct", "C2f", "CSPLayer", "emit_conv_bn_act"]
+__all__ = ["ConvBnAct", "C2f", "CSPLayer", "emit_conv_bn_act", "emit_rep_conv", "rep_conv_weights"]
 
 
 def emit_conv_bn_act(
@@ -54,9 +54,11 @@ def emit_conv_bn_act(
     momentum: float = 0.03,
     act: ActName | None = "silu",
     slope: float = 0.01,
+    norm_name: str = "bn",
 ) -> torch.fx.Node:
-    """Add ``act(bn(conv(x)))`` with modules ``<local>.conv`` and ``<local>.bn``; with
-    ``depthwise``, a depthwise unit ``<local>.depthwise_conv`` then a pointwise 1x1 unit
+    """Add ``act(bn(conv(x)))`` with modules ``<local>.conv`` and ``<local>.<norm_name>``
+    (``bn`` as ultralytics and mmcv name it; RT-DETR says ``norm``); with ``depthwise``, a
+    depthwise unit ``<local>.depthwise_conv`` then a pointwise 1x1 unit
     ``<local>.pointwise_conv`` (mmcv's ``DepthwiseSeparableConvModule``)."""
     prefix = f"{local}." if local else ""
     if depthwise:
@@ -64,8 +66,43 @@ def emit_conv_bn_act(
         return emit_conv_bn_act(e, f"{prefix}pointwise_conv", y, cin, cout, eps=eps, momentum=momentum, act=act, slope=slope)
     conv = build_conv(cin, cout, kernel, stride, padding, False, "default", groups)
     y = emit_conv(e, f"{prefix}conv", conv, x, padding)
-    y = e.call_module(f"{prefix}bn", build_norm("bn", cout, eps=eps, momentum=momentum), y)
+    y = e.call_module(f"{prefix}{norm_name}", build_norm("bn", cout, eps=eps, momentum=momentum), y)
     return emit_act(e, act, y, slope) if act else y
+
+
+def emit_rep_conv(
+    e,
+    local: str,
+    x: torch.fx.Node,
+    cin: int,
+    cout: int,
+    *,
+    kernel: int = 3,
+    stride: int = 1,
+    groups: int = 1,
+    eps: float = 1e-3,
+    momentum: float = 0.03,
+    act: ActName | None = "silu",
+    branches: tuple[str, str] = ("conv1", "conv2"),
+    norm_name: str = "bn",
+) -> torch.fx.Node:
+    """A RepVGG unit as trained (Ding et al. 2021): ``act(bn(conv_k(x)) + bn(conv_1x1(x)))``,
+    the two conv-BN branches under ``<local>.<branches[0]>`` (``kernel x kernel``, padding
+    ``kernel // 2``) and ``<local>.<branches[1]>`` (1x1, no padding). Ultralytics' ``RepConv``
+    and RT-DETR's ``RepVggBlock`` name them ``conv1``/``conv2``; their norms are ``bn`` and
+    ``norm``. At inference the branches fold into one conv, which the optimiser may do; the
+    graph keeps them apart so that a checkpoint maps one to one."""
+    prefix = f"{local}." if local else ""
+    unit = {"stride": stride, "groups": groups, "eps": eps, "momentum": momentum, "act": None, "norm_name": norm_name}
+    dense = emit_conv_bn_act(e, f"{prefix}{branches[0]}", x, cin, cout, kernel=kernel, padding=kernel // 2, **unit)
+    pointwise = emit_conv_bn_act(e, f"{prefix}{branches[1]}", x, cin, cout, kernel=1, padding=0, **unit)
+    y = e.call_function(operator.add, dense, pointwise)
+    return emit_act(e, act, y) if act else y
+
+
+def rep_conv_weights(cin: int, cout: int, kernel: int = 3, groups: int = 1) -> int:
+    """Parameters and buffers of :func:`emit_rep_conv`'s two branches."""
+    return _unit_weights(cin, cout, kernel, groups) + _unit_weights(cin, cout, 1, groups)
 
 
 def _unit_weights(cin: int, cout: int, kernel: int = 1, groups: int = 1, depthwise: bool = False) -> int:
