@@ -83,6 +83,7 @@ class EdgeDecl:
     project: ResampleOp | None  # None: never project (``project: none``)
     order: str = "project_first"
     via: list[ResampleOp] | None = None
+    channels: int | None = None  # the width this edge brings its source to, instead of the node's (a concat's input)
     source: str | None = None  # the resolved node or input id, with ``.pre`` for a tap
     scope: Scope | None = field(default=None, repr=False)
 
@@ -660,7 +661,7 @@ class _Expander:
         else:
             raise self.fail(where, f"an input is a name or {{from: name, ...}}, got {item!r}")
         edge_policy = dict(policy)
-        via = None
+        via, channels = None, None
         for key, value in overrides.items():
             if key == "project" and self.ev(value, env, where + (key,)) in (None, "none"):
                 edge_policy[key] = None
@@ -670,9 +671,11 @@ class _Expander:
                 edge_policy[key] = value
             elif key == "via":
                 via = [self.make_op(RESAMPLE, op, env, w) for op, w in self.expand_list(value, env, where + ("via",))]
+            elif key == "channels":
+                channels = self.ev_int(value, env, where + (key,), "channels", 1, MAX_CHANNELS)
         if edge_policy["order"] not in ("project_first", "resample_first"):
             raise self.fail(where + ("order",), f"order must be project_first or resample_first, got {edge_policy['order']!r}")
-        decl = EdgeDecl(ref, where, edge_policy["up"], edge_policy["down"], edge_policy["project"], edge_policy["order"], via, scope=scope)
+        decl = EdgeDecl(ref, where, edge_policy["up"], edge_policy["down"], edge_policy["project"], edge_policy["order"], via, channels, scope=scope)
         self.edges.append(decl)
         return decl
 

@@ -314,7 +314,7 @@ class _Lowering:
         level = node.level if node.level is not None else sources[0].level
         width = node.channels if (node.fuse.projects_inputs or len(node.edges) == 1) else None
         alone = node.id if len(node.edges) == 1 and not node.post else None
-        args = [self.lower_edge(node, edge, level, width, alone, slug) for edge, slug in zip(node.edges, _edge_slugs(node))]
+        args = [self.lower_edge(node, edge, level, edge.channels if edge.channels is not None else width, alone, slug) for edge, slug in zip(node.edges, _edge_slugs(node))]
         sizes = {self.values[a].size for a in args}
         if len(sizes) > 1 and None not in sizes:
             listing = ", ".join(f"'{e.ref}' gives {self.values[a].size[0]}x{self.values[a].size[1]}" for e, a in zip(node.edges, args))

@@ -71,6 +71,7 @@ EDGE_KEYS = {
     "project": "Width projection op for this edge.",
     "order": "project_first (default) or resample_first.",
     "via": "Explicit list of resample ops, replacing the inferred ones.",
+    "channels": "The width this edge brings its source to, instead of the node's: an input of a concat (YOLO's strided conv before a concat).",
 }
 TOP_KEYS = {
     "pyramidgraph": "Format version (1).",
@@ -167,6 +168,7 @@ def _build_for(generation: int) -> str:
             "project": resample_policy["properties"]["project"],
             "order": resample_policy["properties"]["order"],
             "via": _foreach_list({"$ref": "#/$defs/resample_op"}),
+            "channels": int_or_expr,
         },
         ["from"],
     )
