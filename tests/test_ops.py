@@ -52,6 +52,9 @@ UP = {"level": 3}
 DOWN = {"level": 5}
 RESAMPLE_CASES = {
     "identity": ({"level": 4}, (2, 32, 4, 6)),
+    "adown": ({"level": 5, "channels": 16}, (2, 16, 2, 3)),
+    "aconv": ({"level": 5, "channels": 16}, (2, 16, 2, 3)),
+    "scdown": ({"level": 5, "channels": 16}, (2, 16, 2, 3)),
     "upsample": (UP, (2, 32, 8, 12)),
     "nearest": (UP, (2, 32, 8, 12)),
     "bilinear": (UP, (2, 32, 8, 12)),
@@ -64,6 +67,7 @@ RESAMPLE_CASES = {
     "downsample": (DOWN, (2, 32, 2, 3)),
     "conv": ({"level": 5, "channels": 16}, (2, 16, 2, 3)),
     "conv_bn_act": ({"level": 5, "channels": 16}, (2, 16, 2, 3)),
+    "ghost_conv": ({"level": 5, "channels": 16}, (2, 16, 2, 3)),
     "conv_module": ({"level": 5, "channels": 16}, (2, 16, 2, 3)),
     "project": ({"level": 4, "channels": 16}, (2, 16, 4, 6)),
     "deconv": ({"level": 3, "channels": 16}, (2, 16, 8, 12)),
