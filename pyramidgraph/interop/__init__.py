@@ -38,6 +38,7 @@ from . import (  # noqa: F401  (register the references)
     mmdet_ssh,
     mmdet_yolov3,
     mmdet_yolox,
+    rtdetr,
     smp,
     torchvision,
     ultralytics,
