@@ -17,6 +17,7 @@ from ..errors import SpecError
 from ..module import PyramidNeck
 from . import (  # noqa: F401  (register the references)
     asff,
+    damoyolo,
     effdet,
     m2det,
     mmdet,
