@@ -236,6 +236,10 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+SOURCE_ALIASES = {"ultralytics": "ultralytics.neck", "rtdetr": "rtdetr.HybridEncoder", "afpn": "afpn.AFPN", "damoyolo": "damoyolo.GiraffeNeckV2"}
+"""Short ``--from`` names for the references with one source."""
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     """Write the spec that reproduces a reference neck, and its checkpoint under our key names."""
     import io
@@ -248,11 +252,23 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from .interop.base import CheckpointError, ConversionError, check_checkpoint
     from .interop.export import converted_spec_text
 
-    try:
-        config = json.loads(read_regular_file(args.config, MAX_CONFIG_BYTES).decode("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConversionError(args.config, f"cannot read the config as JSON: {getattr(exc, 'strerror', None) or exc}") from None
-    plan = conversion(args.source, config)
+    source = SOURCE_ALIASES.get(args.source, args.source)
+    config: Any = {}
+    if args.config:
+        try:
+            config = json.loads(read_regular_file(args.config, MAX_CONFIG_BYTES).decode("utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConversionError(args.config, f"cannot read the config as JSON: {getattr(exc, 'strerror', None) or exc}") from None
+    elif not args.yaml:
+        raise SpecError([Issue("<command line>", 0, 0, "--config", "give --config (a JSON file of the reference's config), or --yaml for an ultralytics model")])
+    if args.yaml or args.scale:
+        if source != "ultralytics.neck":
+            raise SpecError([Issue("<command line>", 0, 0, "--yaml", f"--yaml and --scale are for --from ultralytics, not {args.source}")])
+        if not isinstance(config, dict):
+            raise ConversionError(args.config, "the config must be a JSON object")
+        config = dict(config, **({"yaml": args.yaml} if args.yaml else {}), **({"scale": args.scale} if args.scale else {}))
+    args.source = source
+    plan = conversion(source, config)
     state = None
     if args.weights:
         try:
@@ -378,9 +394,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_list_ops)
 
     p = sub.add_parser("convert", help="convert a reference neck (config + weights) to a spec and a checkpoint")
-    p.add_argument("--from", dest="source", required=True, help="reference: torchvision.FeaturePyramidNetwork, mmdet, effdet.BiFpn, ultralytics.yolov8-neck")
-    p.add_argument("--config", required=True, help="JSON file with the reference constructor's config (as the parity fixtures record it)")
-    p.add_argument("--weights", help="the reference's state_dict (torch.save'd)")
+    p.add_argument("--from", dest="source", required=True, help="reference: ultralytics (any model yaml), torchvision.FeaturePyramidNetwork, mmdet, effdet.BiFpn, rtdetr, afpn, damoyolo, m2det.MLFPN, asff.ASFF...")
+    p.add_argument("--config", help="JSON file with the reference constructor's config (as the parity fixtures record it)")
+    p.add_argument("--yaml", help="with --from ultralytics: the model yaml (a path, or a name such as yolo11n.yaml that an installed ultralytics has)")
+    p.add_argument("--scale", help="with --from ultralytics: the scale letter (default: the one in the yaml's name, else its first)")
+    p.add_argument("--weights", help="the reference's state_dict (torch.save'd); for ultralytics the whole model's (torch.save(YOLO(...).model.state_dict(), ...)): the neck's keys are used")
     p.add_argument("--out", required=True, help="directory for neck.yaml (and neck.pt with --weights)")
     p.set_defaults(run=cmd_convert)
 

@@ -43,6 +43,7 @@ from . import (  # noqa: F401  (register the references)
     smp,
     torchvision,
     ultralytics,
+    ultralytics_yaml,
 )
 from .base import REFERENCES, Conversion, ConversionError, KeyMap, Reference, reference_for, register_reference
 
