@@ -16,6 +16,7 @@ from ..compiler import compile as compile_spec
 from ..errors import SpecError
 from ..module import PyramidNeck
 from . import (  # noqa: F401  (register the references)
+    afpn,
     asff,
     damoyolo,
     effdet,
