@@ -9,6 +9,8 @@ errors of rows that cannot be mapped.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -190,6 +192,22 @@ def _local_case(name: str) -> dict:
     return torch.load(LOCAL / f"{name}.pt", weights_only=False)
 
 
+def test_a_whole_models_state_dict_loads_its_neck_part():
+    """``DetectionModel.state_dict()`` holds the backbone's and Detect's keys too: they are left out."""
+    case = _local_case("ultralytics_yolov10s")
+    config = dict(case["config"], yaml=str(DATA / case["config"]["yaml"]))
+    whole = {"model.0.conv.weight": torch.zeros(8, 3, 3, 3), "model.10.attn.qkv.conv.weight": torch.zeros(1), **case["state_dict"], "model.23.cv2.0.0.conv.weight": torch.zeros(1)}
+    neck = from_reference("ultralytics.neck", config, whole).eval()
+    with torch.no_grad():
+        outputs = neck(case["inputs"])
+    assert [tuple(o.shape) for o in outputs] == [(2, 32, 16, 12), (2, 64, 8, 6), (2, 128, 4, 3)]
+    assert max((a - b).abs().max().item() for a, b in zip(outputs, case["outputs"])) == 0.0
+    missing = {k: v for k, v in case["state_dict"].items() if k != "model.22.m.0.cv1.2.conv.conv.weight"}
+    with pytest.raises(SpecError) as caught:
+        from_reference("ultralytics.neck", config, missing)
+    assert str(caught.value) == "ultralytics.neck: state_dict: neck key 'L22.post0.m.0.cv1.2.conv.conv.weight' gets no value from the reference"
+
+
 # --- errors --------------------------------------------------------------------------------------
 
 
@@ -250,3 +268,48 @@ def test_the_cli_refuses_a_bad_row_with_its_location(tmp_path, capsys):
     assert code == 2
     assert err.splitlines()[0].startswith(f"{path}:24:5: head[2]: layer 12 (C2F): module 'C2F' has no pyramidgraph op; did you mean 'C2f'?")
     assert not (tmp_path / "out").exists()
+
+
+# --- every model of ultralytics 8.4, as ultralytics itself builds it -------------------------------
+
+MEASURED = json.loads((Path(__file__).parent / "data" / "ultralytics_necks.json").read_text(encoding="utf-8"))
+"""Facts of every model yaml's neck at every scale, measured from ultralytics 8.4.190 by
+data/record_ultralytics_necks.py: widths and strides of the maps it reads and returns (run on a
+256x256 image), its parameter count and the digest of its state_dict's key and shape lines."""
+
+TEXT_GUIDED_TYPES = {"C2fAttn", "ImagePoolingAttn"}
+
+
+def _reference_keys(state: dict, prefixes: dict[str, str]) -> list[str]:
+    """Our state_dict's keys under ultralytics' names (the key map read backwards)."""
+    backwards = sorted(((ours, theirs) for theirs, ours in prefixes.items()), key=lambda pair: -len(pair[0]))
+    lines = []
+    for key, value in state.items():
+        ours, theirs = next((o, t) for o, t in backwards if key.startswith(o + "."))
+        lines.append((theirs + key[len(ours) :], list(value.shape)))
+    return [f"{k} {shape}" for k, shape in sorted(lines)]
+
+
+@pytest.mark.parametrize("entry", MEASURED["entries"], ids=[e["yaml"] for e in MEASURED["entries"]])
+def test_every_ultralytics_model_neck_is_what_ultralytics_builds(entry):
+    assert entry["yaml"] and "error" not in entry
+    if TEXT_GUIDED_TYPES & set(entry["layer_types"]):
+        message = refusal(str(DATA / entry["yaml"]))
+        assert "needs text embeddings (YOLO-World's guide input), which a neck of feature maps does not take" in message
+        return
+    p = plan(entry["yaml"])
+    assert p.in_channels == entry["in_channels"]  # measured through the backbone rows alone
+    assert [2 ** level for level in (p.spec["inputs"][name]["level"] for name in p.spec["inputs"])] == entry["input_strides"]
+    neck = Compilation(p.spec, p.in_channels, device="meta").run().neck
+    assert [neck.output_shapes[name].channels for name in neck.output_names] == entry["output_channels"]
+    assert neck.strides == entry["output_strides"]
+    assert sum(t.numel() for t in neck.parameters()) == entry["num_params"]
+    lines = _reference_keys(neck.state_dict(), p.key_map.prefixes)
+    assert len(lines) == entry["state_dict_keys"]["count"]
+    assert hashlib.sha256("\n".join(lines).encode()).hexdigest() == entry["state_dict_keys"]["sha256_of_key_shape_lines"]
+
+
+def test_the_measured_table_covers_every_detection_yaml():
+    files = {e["file"] for e in MEASURED["entries"]}
+    heads = {path.name for path in DATA.glob("*.yaml") if yaml.safe_load(path.read_text(encoding="utf-8"))["head"][-1][2] not in ("Classify",)}
+    assert heads == files and len(MEASURED["entries"]) == 215
