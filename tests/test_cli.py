@@ -175,12 +175,12 @@ def test_list_shows_every_bundled_spec_with_its_doc(capsys):
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))["doc"]
         expected.append((name, doc))
     lines = out.splitlines()
-    assert [(line.split()[0], line[len("dilated_encoder") + 2 :]) for line in lines] == expected  # the longest name, two spaces, the doc
+    assert [(line.split()[0], line[len("rtdetr_hybrid_encoder") + 2 :]) for line in lines] == expected  # the longest name, two spaces, the doc
     assert len(lines) == len(pyramidgraph.bundled_specs()) >= 25
     names = [line.split()[0] for line in out.splitlines()]
     assert {"fpn", "pafpn", "bifpn"} <= set(names)
     assert names == sorted(names)
-    assert "bifpn            EfficientDet BiFPN (Tan et al. 2020), fast normalized fusion, separable convs, unshared repeated cells." in out.splitlines()
+    assert "bifpn                  EfficientDet BiFPN (Tan et al. 2020), fast normalized fusion, separable convs, unshared repeated cells." in out.splitlines()
 
 
 def test_list_ops_lists_every_registered_op(capsys):

@@ -209,6 +209,10 @@ RULES = {
     "yolov3_neck": "image sides divisible by 32 (fixed-factor upsampling in O4.from_U5, O3.from_U4): C3 a multiple of 4, each input exactly half the next finer",
     "dyhead": "inputs of ceil(image / stride), as padded stride-2 convs give them, for any image size; floor(image / stride) only for image sides divisible by 128",
     "fpn_carafe": "inputs of ceil(image / stride), as padded stride-2 convs give them, for any image size; floor(image / stride) only for image sides divisible by 32",
+    "yolo11": "image sides divisible by 32 (fixed-factor upsampling in P4_td.from_C5, P3_out.from_P4_td): C3 a multiple of 4, each input exactly half the next finer",
+    "rtdetr_hybrid_encoder": "image sides divisible by 32 (fixed-factor upsampling in Y4.from_Y5, P3.from_Y4): C3 a multiple of 4, each input exactly half the next finer",
+    "afpn": "image sides divisible by 32 (fixed-factor upsampling in S1_2.from_R3, S2_2.from_S1_3, ...): C2 a multiple of 8, each input exactly half the next finer",
+    "giraffe_neck_v2": "image sides divisible by 32 (fixed-factor upsampling in P4_td.from_P5_td, P3_out.from_P4_td): C3 a multiple of 4, each input exactly half the next finer",
 }
 
 
