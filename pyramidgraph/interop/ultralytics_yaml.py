@@ -38,7 +38,7 @@ from .base import Conversion, ConversionError, KeyMap, Reference, refuse_unknown
 __all__ = ["UltralyticsNeck", "ModelRows", "read_model", "import_neck", "ROWS"]
 
 SOURCE = "ultralytics.neck"
-CONFIG_KEYS = ("yaml", "scale", "yaml_overrides", "in_channels", "layer_indices", "input_layers", "output_layers", "layer_types", "image")
+CONFIG_KEYS = ("yaml", "scale", "yaml_overrides", "in_channels", "layer_indices", "input_layers", "output_layers", "layer_types")
 MAX_ROWS = 1000
 
 ACTIVATIONS = {"SiLU": "silu", "ReLU": "relu", "ReLU6": "relu6", "Hardswish": "hardswish", "GELU": "gelu", "Mish": "mish", "Sigmoid": "sigmoid", "Tanh": "tanh", "LeakyReLU": "leaky_relu"}

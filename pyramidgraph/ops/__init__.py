@@ -6,7 +6,33 @@ To add an op, write one class in the module of its family (``fuse.py``, ``resamp
 change. Ops of one's own are registered the same way from outside (:mod:`pyramidgraph.plugins`).
 """
 
-from . import afpn, apply, area_attention, attention, backbone, carafe, conv, csp, deform, dyhead, elementwise, fpg, fuse, gates, giraffe, interpolate, normalise, pooling, post, regularise, resample, rtdetr, transformer, yolo_csp, yolo_elan  # noqa: F401  (registration side effects)
+from . import (  # noqa: F401  (registration side effects)
+    afpn,
+    apply,
+    area_attention,
+    attention,
+    backbone,
+    carafe,
+    conv,
+    csp,
+    deform,
+    dyhead,
+    elementwise,
+    fpg,
+    fuse,
+    gates,
+    giraffe,
+    interpolate,
+    normalise,
+    pooling,
+    post,
+    regularise,
+    resample,
+    rtdetr,
+    transformer,
+    yolo_csp,
+    yolo_elan,
+)
 from .base import APPLY, FUSE, POST, REGISTRIES, RESAMPLE, ApplyOp, FuseOp, Op, OpError, PostOp, Registry, ResampleOp
 
 __all__ = ["APPLY", "FUSE", "POST", "REGISTRIES", "RESAMPLE", "ApplyOp", "FuseOp", "Op", "OpError", "PostOp", "Registry", "ResampleOp"]

@@ -224,7 +224,8 @@ def _edited(tmp_path, source: str, old: str, new: str) -> str:
     [
         ("yolov8.yaml", "[-1, 3, C2f, [512]]", "[-1, 3, C2F, [512]]", "24:5: head[2]: layer 12 (C2F): module 'C2F' has no pyramidgraph op; did you mean 'C2f'?"),
         ("yolov8.yaml", "[[-1, 6], 1, Concat, [1]]", "[[-1, 6], 1, Concat, [2]]", "23:5: head[1]: layer 11 (Concat): concatenates along dimension 2; a neck concatenates channels (1)"),
-        ("yolov8.yaml", "[-1, 1, nn.Upsample, [None, 2, nearest]]", "[-1, 1, nn.Upsample, [None, 3, nearest]]", "22:5: head[0]: layer 10 (nn.Upsample): scale factor 3 is not a power of two; pyramid levels are powers of two apart"),
+        ("yolov8.yaml", "[-1, 1, nn.Upsample, [None, 2, nearest]]", "[-1, 1, nn.Upsample, [None, 3, nearest]]", "22:5: head[0]: layer 10 (nn.Upsample): scale factor 3 is not a power of two; "
+         "pyramid levels are powers of two apart"),
         ("yolov8.yaml", "[[-1, 6], 1, Concat, [1]]", "[[-1, 30], 1, Concat, [1]]", "23:6: head[1][0]: layer 11 (Concat): 'from' [-1, 30] reads layer 30, which is not an earlier layer"),
         ("yolov8.yaml", "[-1, 3, C2f, [512]]", "[-1, 3, C2f]", "24:5: head[2]: layer 12: a row is [from, repeats, module, args], not [-1, 3, 'C2f']"),
         ("yolov8.yaml", "[-1, 1, nn.Upsample, [None, 2, nearest]]", "[-1, 1, nn.Upsample, [None, 2, area]]", "22:5: head[0]: layer 10 (nn.Upsample): upsampling mode 'area' is not supported (nearest, bilinear, bicubic)"),
@@ -249,7 +250,10 @@ def test_a_classifier_has_no_neck():
 def test_facts_that_disagree_with_the_yaml_are_refused():
     assert refusal(str(DATA / "yolov8n.yaml"), input_layers=[4, 6, 8]) == "ultralytics.neck: config: input_layers [4, 6, 8] differ from the yaml's ([4, 6, 9])"
     assert refusal(str(DATA / "yolov8n.yaml"), in_channels=[64, 128]) == "ultralytics.neck: config: in_channels [64, 128] has 2 widths but the neck reads 3 backbone layers (4, 6, 9)"
-    assert refusal(str(DATA / "yolov8n.yaml"), scales="n") == "ultralytics.neck: config: unknown config key 'scales'; did you mean 'scale'? (ultralytics.neck takes: image, in_channels, input_layers, layer_indices, layer_types, output_layers, scale, yaml, yaml_overrides)"
+    assert refusal(str(DATA / "yolov8n.yaml"), scales="n") == (
+        "ultralytics.neck: config: unknown config key 'scales'; did you mean 'scale'? "
+        "(ultralytics.neck takes: in_channels, input_layers, layer_indices, layer_types, output_layers, scale, yaml, yaml_overrides)"
+    )
     assert refusal(str(DATA / "yolov8n.yaml"), scale="q") == "ultralytics.neck: config: scale 'q' is not among the yaml's scales (n, s, m, l, x)"
 
 
