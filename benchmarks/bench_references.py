@@ -5,11 +5,15 @@ effdet, ultralytics are never project dependencies), with pyramidgraph importabl
 
     /tmp/peers-venv/bin/pip install jsonschema networkx pyyaml graphviz
     PYTHONPATH=. /tmp/peers-venv/bin/python benchmarks/bench_references.py [--threads 1] [--runs 30] [--scale real|fixture]
+    REFS=/tmp/refs PYTHONPATH=. /tmp/peers-venv/bin/python benchmarks/bench_references.py --cases benchmarks/cases_yolo_detr.json
 
-For every case of ``../shared/peers/cases.json`` it builds the reference module with the
+For every case of ``../shared/peers/cases.json`` (or ``--cases``: the YOLO and DETR families'
+necks at their real sizes, the research code's builders needing the repositories under
+``$REFS``, see ``../shared/peers/FETCHED.md``) it builds the reference module with the
 recorder's own builder, randomises its weights, converts it with
 ``pyramidgraph.interop.from_reference`` (same weights), checks the outputs agree, then times
-both in this process (median of ``--runs`` after warm-up, ``torch.set_num_threads`` fixed).
+both in this process (runs interleaved, reference then ours, medians of ``--runs`` after
+warm-up, ``torch.set_num_threads`` fixed).
 ``--scale real`` widens each case to a typical backbone and a 512x512 image; ``fixture`` keeps
 the recorded tiny sizes (where Python overhead dominates). Prints one line per case and the
 ratio ours / reference (below 1: pyramidgraph is faster).
@@ -61,16 +65,33 @@ def widen(case: dict) -> dict:
     return case
 
 
-def median_ms(call, runs: int) -> float:
+def interleaved_ms(calls, runs: int) -> list[float]:
+    """Median milliseconds of each call, the calls alternating run by run (so drift in the
+    machine's speed falls on all of them alike)."""
+    times: list[list[float]] = [[] for _ in calls]
     with torch.no_grad():
         for _ in range(3):
-            call()
-        times = []
+            for call in calls:
+                call()
         for _ in range(runs):
-            start = time.perf_counter()
-            call()
-            times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+            for call, spent in zip(calls, times):
+                start = time.perf_counter()
+                call()
+                spent.append(time.perf_counter() - start)
+    return [statistics.median(spent) * 1000 for spent in times]
+
+
+def builders() -> dict:
+    """The recorders' builders by source: the packages' (make_fixtures) and, where the
+    repositories are extracted under $REFS, the research code's (record_fetched)."""
+    import make_fixtures
+
+    found = dict(make_fixtures.BUILDERS)
+    try:
+        import record_fetched
+    except ImportError:
+        return found
+    return found | record_fetched.BUILDERS
 
 
 def main() -> None:
@@ -82,17 +103,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--scale", choices=["real", "fixture"], default="real")
+    parser.add_argument("--cases", type=Path, default=PEERS / "cases.json", help="case list (the recorders' format)")
     parser.add_argument("ids", nargs="*")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    cases = json.loads((PEERS / "cases.json").read_text())
+    cases = json.loads(args.cases.read_text())
+    build = builders()
     print(f"torch {torch.__version__}, threads {args.threads}, median of {args.runs}, scale {args.scale}")
     for case in cases:
         if args.ids and case["id"] not in args.ids:
             continue
         if args.scale == "real":
             case = widen(case)
-        built = make_fixtures.BUILDERS[case["source"]](case["config"], tuple(case["hw"]), 1)
+        built = build[case["source"]](case["config"], tuple(case["hw"]), 1)
         module, names, inputs, call = built[:4]
         config = built[4] if len(built) == 5 else case["config"]
         if hasattr(module, "init_weights"):
@@ -107,8 +130,7 @@ def main() -> None:
             our_out = ours(feed)
         our_out = list(our_out.values()) if isinstance(our_out, dict) else list(our_out)
         error = max(((a - b).abs().max() / max(1.0, b.abs().max().item())).item() for a, b in zip(our_out, ref_out))
-        ref_ms = median_ms(lambda call=call, module=module, inputs=inputs: call(module, inputs), args.runs)
-        our_ms = median_ms(lambda ours=ours, feed=feed: ours(feed), args.runs)
+        ref_ms, our_ms = interleaved_ms([lambda call=call, module=module, inputs=inputs: call(module, inputs), lambda ours=ours, feed=feed: ours(feed)], args.runs)
         print(f"{case['id']:28s} ref {ref_ms:8.2f} ms  ours {our_ms:8.2f} ms  ratio {our_ms / ref_ms:5.3f}  max rel err {error:.1e}")
 
 

@@ -20,7 +20,7 @@ TESTS = Path(__file__).resolve().parents[1] / "tests"
 sys.path[:0] = [str(TESTS), str(TESTS / "interop")]
 
 from recorded import LOCAL, NECKS, SHARED  # noqa: E402
-from test_fixtures import SUPPORTED, _kinds  # noqa: E402
+from test_fixtures import SUPPORTED, _kinds, reference_config  # noqa: E402
 
 from pyramidgraph.interop import from_reference  # noqa: E402
 
@@ -34,7 +34,7 @@ def main() -> None:
         kinds = _kinds(case)
         if not kinds <= SUPPORTED:
             continue
-        neck = from_reference(case["source"], case["config"], case["state_dict"]).eval()
+        neck = from_reference(case["source"], reference_config(case), case["state_dict"]).eval()
         inputs = case["inputs"]
         if case["input_names"]:
             inputs = OrderedDict(zip(case["input_names"], inputs))
