@@ -32,6 +32,7 @@ from ..weights import ParameterDecl, declare
 from .base import POST, PostOp, one_call_when_traced
 from .common import ActName, build_norm, emit_act, out_width
 from .csp import _check_blocks, _check_groups, _unit_weights, emit_conv_bn_act
+from .yolo_csp import c3k_weights, emit_c3k
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -39,7 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..codegen import Emitter
 
-__all__ = ["A2C2f", "HEAD_DIM", "GAMMA_INIT", "emit_c3k", "split_into_areas"]
+__all__ = ["A2C2f", "HEAD_DIM", "GAMMA_INIT", "split_into_areas"]
 
 HEAD_DIM = 32
 """Ultralytics fixes the width of an attention head: ``ABlock(c_, c_ // 32, ...)``, so the
@@ -144,30 +145,6 @@ def emit_area_block(e: Emitter, local: str, x: torch.fx.Node, width: int, hidden
     return e.call_function(operator.add, y, z)
 
 
-def emit_c3k(e: Emitter, local: str, x: torch.fx.Node, width: int, *, shortcut: bool, groups: int, act: ActName | None, eps: float, momentum: float, blocks: int = 2, kernel: int = 3) -> torch.fx.Node:
-    """Ultralytics' ``C3k(width, width, blocks, shortcut, groups)`` at ``<local>``: a ``C3``
-    (``cv3(cat(m(cv1(x)), cv2(x)))``, ``cv1``/``cv2`` 1x1 units to ``width // 2``) whose
-    bottlenecks ``m.i`` are two ``kernel x kernel`` units (the second with ``groups``), plus
-    their input when ``shortcut`` (their widths are equal)."""
-    import torch
-
-    half = int(width * 0.5)
-    unit = {"eps": eps, "momentum": momentum, "act": act}
-    main = emit_conv_bn_act(e, f"{local}.cv1", x, width, half, **unit)
-    for i in range(blocks):
-        z = emit_conv_bn_act(e, f"{local}.m.{i}.cv1", main, half, half, kernel=kernel, **unit)
-        z = emit_conv_bn_act(e, f"{local}.m.{i}.cv2", z, half, half, kernel=kernel, groups=groups, **unit)
-        main = e.call_function(operator.add, main, z) if shortcut else z
-    short = emit_conv_bn_act(e, f"{local}.cv2", x, width, half, **unit)
-    return emit_conv_bn_act(e, f"{local}.cv3", e.call_function(torch.cat, [main, short], 1), 2 * half, width, **unit)
-
-
-def _c3k_weights(width: int, groups: int) -> int:
-    half = int(width * 0.5)
-    bottleneck = _unit_weights(half, half, 3) + _unit_weights(half, half, 3, groups)
-    return 2 * _unit_weights(width, half) + 2 * bottleneck + _unit_weights(2 * half, width)
-
-
 def _area_block_weights(width: int, hidden: int) -> int:
     attention = _unit_weights(width, 3 * width) + _unit_weights(width, width, PE_KERNEL, width) + _unit_weights(width, width)
     return attention + _unit_weights(width, hidden) + _unit_weights(hidden, width)
@@ -227,7 +204,7 @@ class A2C2f(PostOp):
 
     def weight_estimate(self, shapes, out):
         hidden, mlp = self._widths(out.channels)
-        stage = 2 * _area_block_weights(hidden, mlp) if self.a2 else _c3k_weights(hidden, self.groups)
+        stage = 2 * _area_block_weights(hidden, mlp) if self.a2 else c3k_weights(hidden, self.groups)
         gamma = out.channels if self.scaled_residual else 0
         return _unit_weights(shapes[0].channels, hidden) + self.blocks * stage + _unit_weights((1 + self.blocks) * hidden, out.channels) + gamma
 
@@ -262,7 +239,7 @@ class A2C2f(PostOp):
                 for j in range(2):
                     y = emit_area_block(e, f"m.{i}.{j}", y, hidden, mlp, self.areas, **unit)
             else:
-                y = emit_c3k(e, f"m.{i}", y, hidden, shortcut=self.shortcut, groups=self.groups, **unit)
+                y = emit_c3k(e, f"m.{i}", y, hidden, shortcut=self.shortcut, groups=self.groups, unit=unit)
             pieces.append(y)
         joined = pieces[0] if len(pieces) == 1 else e.call_function(torch.cat, pieces, 1)
         y = emit_conv_bn_act(e, "cv2", joined, (1 + self.blocks) * hidden, out.channels, **unit)

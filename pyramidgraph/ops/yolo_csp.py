@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Callable, ClassVar
 
 from ..shape import FeatureShape, ShapeError
 from .base import POST, RESAMPLE, Op, PostOp, one_call_when_traced
@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     import torch.fx
 
-__all__ = ["C3", "C3k2", "C2", "Bottleneck", "SPP", "SPPF", "GhostConv", "C3Ghost", "psa_attention"]
+__all__ = ["C3", "C3k2", "C2", "Bottleneck", "SPP", "SPPF", "GhostConv", "C3Ghost", "psa_attention", "emit_c3", "c3_weights", "emit_c3k", "c3k_weights"]
 
 
 # -- shared checks and pieces ---------------------------------------------------------------------
@@ -74,19 +74,38 @@ def _bottleneck_weights(cin: int, cout: int, hidden: int, kernels: tuple[int, in
     return _unit_weights(cin, hidden, kernels[0]) + _unit_weights(hidden, cout, kernels[1], groups)
 
 
-def _emit_c3(e, local: str, x: torch.fx.Node, cin: int, cout: int, hidden: int, blocks: int, kernels: tuple[int, int], groups: int, shortcut: bool, unit: dict) -> torch.fx.Node:
-    """Ultralytics' ``C3`` (and ``C3k``): ``cv3(cat(m(cv1(x)), cv2(x)))``, ``m`` a chain of
-    ``blocks`` bottlenecks ``hidden -> hidden`` (expansion 1.0) with ``kernels``."""
+def emit_c3(e, local: str, x: torch.fx.Node, cin: int, cout: int, hidden: int, blocks: int, bottleneck: Callable[..., torch.fx.Node], unit: dict) -> torch.fx.Node:
+    """Ultralytics' ``C3`` layout, which C3k, C3Ghost and YOLOv9's RepCSP share:
+    ``cv3(cat(m(cv1(x)), cv2(x)))``, ``cv1``/``cv2`` 1x1 units to ``hidden`` and ``m`` a chain of
+    ``blocks`` bottlenecks ``m.i`` at ``hidden``; ``bottleneck(e, local, x)`` emits one."""
     prefix = f"{local}." if local else ""
     main = emit_conv_bn_act(e, f"{prefix}cv1", x, cin, hidden, **unit)
     short = emit_conv_bn_act(e, f"{prefix}cv2", x, cin, hidden, **unit)
     for i in range(blocks):
-        main = _emit_bottleneck(e, f"{prefix}m.{i}", main, hidden, hidden, hidden, kernels, groups, shortcut, unit)
+        main = bottleneck(e, f"{prefix}m.{i}", main)
     return emit_conv_bn_act(e, f"{prefix}cv3", _emit_cat(e, [main, short]), 2 * hidden, cout, **unit)
 
 
-def _c3_weights(cin: int, cout: int, hidden: int, blocks: int, kernels: tuple[int, int], groups: int) -> int:
-    return 2 * _unit_weights(cin, hidden) + blocks * _bottleneck_weights(hidden, hidden, hidden, kernels, groups) + _unit_weights(2 * hidden, cout)
+def c3_weights(cin: int, cout: int, hidden: int, blocks: int, bottleneck: int) -> int:
+    """Parameters and buffers of :func:`emit_c3` with ``bottleneck`` weights per block."""
+    return 2 * _unit_weights(cin, hidden) + blocks * bottleneck + _unit_weights(2 * hidden, cout)
+
+
+def _plain_bottlenecks(hidden: int, kernels: tuple[int, int], groups: int, shortcut: bool, unit: dict) -> Callable[..., torch.fx.Node]:
+    """C3's own bottleneck (expansion 1.0) at ``hidden``, as :func:`emit_c3` takes it."""
+    return lambda e, local, x: _emit_bottleneck(e, local, x, hidden, hidden, hidden, kernels, groups, shortcut, unit)
+
+
+def emit_c3k(e, local: str, x: torch.fx.Node, width: int, *, shortcut: bool, groups: int, unit: dict, blocks: int = 2) -> torch.fx.Node:
+    """Ultralytics' ``C3k(width, width, blocks, shortcut, groups)``: a C3 at half the width whose
+    bottlenecks are two 3x3 units (the inner block of C3k2 and of A2C2f without attention)."""
+    half = int(width * 0.5)
+    return emit_c3(e, local, x, width, width, half, blocks, _plain_bottlenecks(half, (3, 3), groups, shortcut, unit), unit)
+
+
+def c3k_weights(width: int, groups: int, blocks: int = 2) -> int:
+    half = int(width * 0.5)
+    return c3_weights(width, width, half, blocks, _bottleneck_weights(half, half, half, (3, 3), groups))
 
 
 def _emit_cat(e, pieces: list[torch.fx.Node]) -> torch.fx.Node:
@@ -141,7 +160,8 @@ class C3(PostOp):
         return f"C3 x{self.blocks}"
 
     def weight_estimate(self, shapes, out):
-        return _c3_weights(shapes[0].channels, out.channels, int(out.channels * self.expansion), self.blocks, self.kernels, self.groups)
+        hidden = int(out.channels * self.expansion)
+        return c3_weights(shapes[0].channels, out.channels, hidden, self.blocks, _bottleneck_weights(hidden, hidden, hidden, self.kernels, self.groups))
 
     def infer(self, x, channels):
         width = out_width(self.out, channels, x.channels)
@@ -155,7 +175,8 @@ class C3(PostOp):
     def emit(self, e, args, shapes, out):
         unit = {"eps": self.eps, "momentum": self.momentum, "act": self.act}
         hidden = int(out.channels * self.expansion)
-        return _emit_c3(e, "", args[0], shapes[0].channels, out.channels, hidden, self.blocks, self.kernels, self.groups, self.shortcut, unit)
+        bottleneck = _plain_bottlenecks(hidden, self.kernels, self.groups, self.shortcut, unit)
+        return emit_c3(e, "", args[0], shapes[0].channels, out.channels, hidden, self.blocks, bottleneck, unit)
 
 
 @POST.register("c2")
@@ -342,7 +363,7 @@ class C3k2(PostOp):
         if self.attn:
             return bottleneck + _psa_block_weights(c)
         if self.c3k:
-            return _c3_weights(c, c, int(c * 0.5), 2, (3, 3), self.groups)
+            return c3k_weights(c, self.groups)
         return bottleneck
 
     def weight_estimate(self, shapes, out):
@@ -379,7 +400,7 @@ class C3k2(PostOp):
                 y = _emit_bottleneck(e, f"m.{i}.0", x, c, c, int(c * 0.5), (3, 3), self.groups, self.shortcut, unit)
                 y = _emit_psa_block(e, f"m.{i}.1", y, c, unit)
             elif self.c3k:
-                y = _emit_c3(e, f"m.{i}", x, c, c, int(c * 0.5), 2, (3, 3), self.groups, self.shortcut, unit)
+                y = emit_c3k(e, f"m.{i}", x, c, shortcut=self.shortcut, groups=self.groups, unit=unit)
             else:
                 y = _emit_bottleneck(e, f"m.{i}", x, c, c, int(c * 0.5), (3, 3), self.groups, self.shortcut, unit)
             pieces.append(y)
@@ -583,7 +604,7 @@ class C3Ghost(PostOp):
     def weight_estimate(self, shapes, out):
         hidden = int(out.channels * self.expansion)
         block = _ghost_conv_weights(hidden, hidden // 2, 1, 1) + _ghost_conv_weights(hidden // 2, hidden, 1, 1)
-        return 2 * _unit_weights(shapes[0].channels, hidden) + self.blocks * block + _unit_weights(2 * hidden, out.channels)
+        return c3_weights(shapes[0].channels, out.channels, hidden, self.blocks, block)
 
     def infer(self, x, channels):
         width = out_width(self.out, channels, x.channels)
@@ -596,11 +617,11 @@ class C3Ghost(PostOp):
 
     def emit(self, e, args, shapes, out):
         unit = {"eps": self.eps, "momentum": self.momentum, "act": self.act}
-        cin, hidden = shapes[0].channels, int(out.channels * self.expansion)
-        main = emit_conv_bn_act(e, "cv1", args[0], cin, hidden, **unit)
-        short = emit_conv_bn_act(e, "cv2", args[0], cin, hidden, **unit)
-        for i in range(self.blocks):
-            y = _emit_ghost_conv(e, f"m.{i}.conv.0", main, hidden, hidden // 2, 1, 1, 1, unit)
-            y = _emit_ghost_conv(e, f"m.{i}.conv.2", y, hidden // 2, hidden, 1, 1, 1, dict(unit, act=None))
-            main = e.call_function(operator.add, y, main)
-        return emit_conv_bn_act(e, "cv3", _emit_cat(e, [main, short]), 2 * hidden, out.channels, **unit)
+        hidden = int(out.channels * self.expansion)
+
+        def ghost_bottleneck(e, local, x):  # GhostBottleneck(hidden, hidden) at stride 1: conv.1 is an identity
+            y = _emit_ghost_conv(e, f"{local}.conv.0", x, hidden, hidden // 2, 1, 1, 1, unit)
+            y = _emit_ghost_conv(e, f"{local}.conv.2", y, hidden // 2, hidden, 1, 1, 1, dict(unit, act=None))
+            return e.call_function(operator.add, y, x)
+
+        return emit_c3(e, "", args[0], shapes[0].channels, out.channels, hidden, self.blocks, ghost_bottleneck, unit)

@@ -34,6 +34,7 @@ from ..shape import FeatureShape, ShapeError
 from .base import POST, RESAMPLE, Op, PostOp, ResampleOp
 from .common import ActName, emit_act, out_width, stride_at, width_and_step, window_out
 from .csp import MAX_BLOCKS, _unit_weights, emit_conv_bn_act, emit_rep_conv, rep_conv_weights
+from .yolo_csp import c3_weights, emit_c3
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch.fx
@@ -75,8 +76,7 @@ def _emit_elan(e, x: torch.fx.Node, cin: int, c3: int, c4: int, cout: int, stage
 
 def _rep_csp_weights(cin: int, cout: int, blocks: int) -> int:
     hidden = cout // 2
-    bottleneck = rep_conv_weights(hidden, hidden) + _unit_weights(hidden, hidden, 3)
-    return 2 * _unit_weights(cin, hidden) + blocks * bottleneck + _unit_weights(2 * hidden, cout)
+    return c3_weights(cin, cout, hidden, blocks, rep_conv_weights(hidden, hidden) + _unit_weights(hidden, hidden, 3))
 
 
 @POST.register("rep_ncsp_elan4")
@@ -130,17 +130,14 @@ class RepNCSPELAN4(PostOp):
         return _emit_elan(e, args[0], shapes[0].channels, c3, c4, out.channels, (stage, stage), unit)
 
     def _emit_rep_csp(self, e, local: str, x: torch.fx.Node, cin: int, cout: int, unit: dict) -> torch.fx.Node:
-        import torch
-
         hidden = cout // 2
-        main = emit_conv_bn_act(e, f"{local}.cv1", x, cin, hidden, **unit)
-        for i in range(self.blocks):
-            z = emit_rep_conv(e, f"{local}.m.{i}.cv1", main, hidden, hidden, eps=self.eps, momentum=self.momentum, act=self.rep_act)
-            z = emit_conv_bn_act(e, f"{local}.m.{i}.cv2", z, hidden, hidden, kernel=3, **unit)
-            main = e.call_function(operator.add, main, z)  # RepBottleneck(c_, c_, shortcut=True): always residual
-        short = emit_conv_bn_act(e, f"{local}.cv2", x, cin, hidden, **unit)
-        joined = e.call_function(torch.cat, [main, short], 1)
-        return emit_conv_bn_act(e, f"{local}.cv3", joined, 2 * hidden, cout, **unit)
+
+        def rep_bottleneck(e, local, x):  # RepBottleneck(c_, c_, shortcut=True): always residual
+            z = emit_rep_conv(e, f"{local}.cv1", x, hidden, hidden, eps=self.eps, momentum=self.momentum, act=self.rep_act)
+            z = emit_conv_bn_act(e, f"{local}.cv2", z, hidden, hidden, kernel=3, **unit)
+            return e.call_function(operator.add, x, z)
+
+        return emit_c3(e, local, x, cin, cout, hidden, self.blocks, rep_bottleneck, unit)
 
 
 @POST.register("elan1")

@@ -14,11 +14,11 @@ state_dict, num_params, versions}. ``args`` are the constructor's positional arg
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 
 import torch
+from recording import randomise  # noqa: E402  (a sibling script)
 
 HERE = Path(__file__).resolve().parent
 
@@ -31,25 +31,6 @@ CASES = {
     "area4_residual_non_square": ((32, 32, 2, True, 4, True, 1.2, 1.0, 1, True), (12, 20)),
     "area2_rows_split_mid_row": ((32, 64, 1, True, 2, False, 2.0, 0.5, 1, True), (5, 6)),
 }
-
-
-def randomise(module: torch.nn.Module, seed: int) -> None:
-    """As make_fixtures.py's ``randomise``: weights ~ N(0, 1/fan_in), norm scales in [0.5, 1.5),
-    other 1-D parameters (biases, ``gamma``) ~ N(0, 0.1), running means ~ N(0, 0.1), variances in [0.5, 1.5)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if p.dim() >= 2:
-                p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(p[0].numel()))
-            elif name.endswith("weight"):
-                p.copy_(torch.rand(p.shape, generator=g) + 0.5)
-            else:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
-        for name, b in module.named_buffers():
-            if name.endswith("running_mean"):
-                b.copy_(torch.randn(b.shape, generator=g) * 0.1)
-            elif name.endswith("running_var"):
-                b.copy_(torch.rand(b.shape, generator=g) + 0.5)
 
 
 def record(name: str, args: tuple, size: tuple[int, int], seed: int) -> dict:

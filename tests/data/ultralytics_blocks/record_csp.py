@@ -13,13 +13,12 @@ this file. ``cv1_act`` (SPPF only) says whether cv1 got the model's activation b
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 
 import torch
 import ultralytics
-from torch import nn
+from recording import randomise  # noqa: E402  (a sibling script)
 from ultralytics.nn.modules import block, conv
 from ultralytics.utils.torch_utils import initialize_weights
 
@@ -44,26 +43,6 @@ CASES: dict[str, tuple[str, tuple, tuple[int, ...], bool | None]] = {
     "ghost_conv_stride2": ("GhostConv", (32, 48, 3, 2, 2), (2, 32, 9, 12), None),
     "c3ghost": ("C3Ghost", (32, 48, 2, True, 1, 0.5), (2, 32, 7, 10), None),
 }
-
-
-def randomise(module: nn.Module, seed: int) -> None:
-    """Non-trivial values everywhere, so that a wrong key, a missed BN or a swapped branch shows."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if p.dim() >= 2:  # conv kernels, scaled by fan-in so that activations stay O(1)
-                p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(p[0].numel()))
-            elif name.endswith("weight"):  # BN scale
-                p.copy_(torch.rand(p.shape, generator=g) + 0.5)
-            else:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
-        for name, b in module.named_buffers():
-            if name.endswith("running_mean"):
-                b.copy_(torch.randn(b.shape, generator=g) * 0.1)
-            elif name.endswith("running_var"):
-                b.copy_(torch.rand(b.shape, generator=g) + 0.5)
-            elif name.endswith("num_batches_tracked"):
-                b.fill_(7)
 
 
 def record(case: str, seed: int) -> None:

@@ -14,11 +14,11 @@ parameter and buffer random values (the scheme of /work/shared/peers/make_fixtur
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
 import ultralytics
+from recording import randomise  # noqa: E402  (a sibling script)
 from torch import nn
 from ultralytics.nn.modules import block
 from ultralytics.nn.modules.conv import Conv
@@ -40,24 +40,6 @@ CASES = {
     "c2f_cib_lk_n2_relu": ("C2fCIB", [32, 32, 2, True, True], (32, 11, 9), "relu"),
 }
 ACTS = {"silu": nn.SiLU(), "relu": nn.ReLU()}
-
-
-def randomise(m: nn.Module, seed: int) -> None:
-    """Non-trivial values for every parameter and buffer, so that a mapping error shows."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in m.named_parameters():
-            if p.dim() >= 2:
-                p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(p[0].numel()))
-            elif name.endswith("weight"):
-                p.copy_(torch.rand(p.shape, generator=g) + 0.5)
-            else:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
-        for name, b in m.named_buffers():
-            if name.endswith("running_mean"):
-                b.copy_(torch.randn(b.shape, generator=g) * 0.1)
-            elif name.endswith("running_var"):
-                b.copy_(torch.rand(b.shape, generator=g) + 0.5)
 
 
 def record(case: str, cls_name: str, args: list, chw: tuple[int, int, int], act: str, seed: int) -> None:

@@ -11,13 +11,12 @@ num_params, versions}`` to ``<case>.pt`` beside this file (the format of record_
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 
 import torch
 import ultralytics
-from torch import nn
+from recording import randomise  # noqa: E402  (a sibling script)
 from ultralytics.nn.modules import block, transformer
 from ultralytics.utils.torch_utils import initialize_weights
 
@@ -33,26 +32,6 @@ CASES: dict[str, tuple[str, tuple, tuple[int, ...]]] = {
     "aifi_square": ("AIFI", (32, 48, 4), (2, 32, 6, 6)),
     "aifi_nonsquare": ("AIFI", (16, 40, 2), (2, 16, 5, 9)),
 }
-
-
-def randomise(module: nn.Module, seed: int) -> None:
-    """Non-trivial values everywhere, so that a wrong key, a missed BN or a swapped branch shows."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if p.dim() >= 2:  # kernels and linear weights, scaled by fan-in
-                p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(p[0].numel()))
-            elif name.endswith("weight"):  # BN and LayerNorm scales
-                p.copy_(torch.rand(p.shape, generator=g) + 0.5)
-            else:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
-        for name, b in module.named_buffers():
-            if name.endswith("running_mean"):
-                b.copy_(torch.randn(b.shape, generator=g) * 0.1)
-            elif name.endswith("running_var"):
-                b.copy_(torch.rand(b.shape, generator=g) + 0.5)
-            elif name.endswith("num_batches_tracked"):
-                b.fill_(7)
 
 
 def record(case: str, seed: int) -> None:

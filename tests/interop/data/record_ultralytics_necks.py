@@ -14,8 +14,9 @@ writes what it measured to ``ultralytics_necks.json`` beside itself:
 - shapes: channels and strides of the inputs, measured by running the real backbone on a 1x3x256x256 zero
   image, and of the outputs, measured by running the neck on those features;
 - weights: the unique parameter count of the neck layers and a summary of their ``model.<i>.`` state-dict
-  keys (the total, the key count per layer prefix (layers without keys left out) and a SHA-256 over the sorted ``key shape`` lines; the
-  full key lists would not fit the 1 MB budget);
+  keys (the full lists would not fit the 1 MB budget): the total, the key count per ``model.<i>`` prefix
+  (layers without keys left out) and the SHA-256 hex digest of ``"\n".join(f"{key} {list(shape)}")`` over
+  the keys in sorted order (e.g. ``model.10.cv1.conv.weight [64, 192, 1, 1]``, buffers included);
 - text inputs: neck rows that read text embeddings (C2fAttn's guide, ImagePoolingAttn's text) are listed
   under ``text_layers``, and the neck is then run with a zero text tensor of shape (1, nc, 512);
 - ``scale`` is the scales key parse_model used (a file with one scale, such as rtdetr-l.yaml, uses it
