@@ -89,6 +89,8 @@ PLANS = {
     # one block on three levels, for time (export time grows with the graph)
     "dyhead": Plan(params={"in_channels": [16, 16, 16], "out_channels": 32, "num_blocks": 1}),
     "hrfpn": Plan(min_b=4, example=(4, 5), runs=((5, 4), (6, 7)), params={"channels": 64}),
+    # one BasicBlock a stage of four, for time; the library case's widths
+    "afpn": Plan(params={"in_channels": [16, 24, 32, 48], "out_channels": 16, "blocks": 1}),
 }
 SPECS = sorted(pyramidgraph.bundled_specs())
 

@@ -74,5 +74,8 @@ def test_convert_errors_exit_2_without_traceback(tmp_path, capsys):
     code = main(["convert", "--from", "detectron2.FPN", "--config", str(tmp_path / "cfg.json"), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 2
-    known = "asff.ASFF, effdet.BiFpn, m2det.MLFPN, mmdet, mmdet.rfp, smp.PANDecoder, torchvision.FeaturePyramidNetwork, ultralytics.yolov8-neck"
+    known = (
+        "afpn.AFPN, asff.ASFF, damoyolo.GiraffeNeckV2, effdet.BiFpn, m2det.MLFPN, mmdet, mmdet.rfp, rtdetr.HybridEncoder, smp.PANDecoder, "
+        "torchvision.FeaturePyramidNetwork, ultralytics.neck, ultralytics.yolov8-neck"
+    )
     assert err.splitlines()[0] == f"detectron2.FPN: config: unknown reference 'detectron2.FPN'; known: {known}"
