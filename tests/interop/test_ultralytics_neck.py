@@ -201,7 +201,7 @@ def test_a_whole_models_state_dict_loads_its_neck_part():
     with torch.no_grad():
         outputs = neck(case["inputs"])
     assert [tuple(o.shape) for o in outputs] == [(2, 32, 16, 12), (2, 64, 8, 6), (2, 128, 4, 3)]
-    assert max((a - b).abs().max().item() for a, b in zip(outputs, case["outputs"])) == 0.0
+    assert max((a - b).abs().max().item() for a, b in zip(outputs, case["outputs"])) <= 1e-5  # 0 on two threads, 4.8e-7 on one
     missing = {k: v for k, v in case["state_dict"].items() if k != "model.22.m.0.cv1.2.conv.conv.weight"}
     with pytest.raises(SpecError) as caught:
         from_reference("ultralytics.neck", config, missing)
