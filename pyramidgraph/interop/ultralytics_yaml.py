@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..errors import Issue, SpecError, did_you_mean
+from ..expand import MAX_CHANNELS, MAX_LEVEL
 from ..loader import Document, load_document
 from .base import Conversion, ConversionError, KeyMap, Reference, refuse_unknown_keys, register_reference
 
@@ -40,6 +41,8 @@ __all__ = ["UltralyticsNeck", "ModelRows", "read_model", "import_neck", "ROWS"]
 SOURCE = "ultralytics.neck"
 CONFIG_KEYS = ("yaml", "scale", "yaml_overrides", "in_channels", "layer_indices", "input_layers", "output_layers", "layer_types")
 MAX_ROWS = 1000
+MAX_REPEATS = 64
+"""Most copies of one row after the depth multiple (ultralytics' largest models build 9)."""
 
 ACTIVATIONS = {"SiLU": "silu", "ReLU": "relu", "ReLU6": "relu6", "Hardswish": "hardswish", "GELU": "gelu", "Mish": "mish", "Sigmoid": "sigmoid", "Tanh": "tanh", "LeakyReLU": "leaky_relu"}
 """The YAML's ``activation`` (``nn.ReLU()``: every ``Conv``'s activation instead of SiLU) -> spec ``act``."""
@@ -179,7 +182,10 @@ class ModelRows:
         """``make_divisible(min(c, max_channels) * width, 8)``: ``parse_model``'s width of a base module."""
         if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
             raise self.fail(row, f"the first argument is the output width, a positive integer, not {channels!r}")
-        return int(math.ceil(min(channels, self.max_channels) * self.width / 8) * 8)
+        width = math.ceil(min(channels, self.max_channels) * self.width / 8) * 8
+        if width > MAX_CHANNELS:
+            raise self.fail(row, f"{channels} channels at width {self.width} are {width}; a map is at most {MAX_CHANNELS} wide")
+        return int(width)
 
 
 def _literal(value: Any, names: Mapping[str, Any]) -> Any:
@@ -194,6 +200,10 @@ def _literal(value: Any, names: Mapping[str, Any]) -> Any:
         return ast.literal_eval(value)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return value
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
 def parse_rows(doc: Document, scale: str) -> ModelRows:
@@ -214,11 +224,11 @@ def parse_rows(doc: Document, scale: str) -> ModelRows:
         if scale not in scales:
             raise _fail(f"scale '{scale}' is not among the yaml's scales ({', '.join(map(str, scales))}){did_you_mean(scale, map(str, scales))}")
         triple = scales[scale]
-        if not (isinstance(triple, list) and len(triple) == 3 and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in triple)):
+        if not (isinstance(triple, list) and len(triple) == 3 and all(_positive(v) for v in triple)):
             raise SpecError([doc.issue(("scales", scale), f"scale '{scale}' is [depth, width, max_channels], three positive numbers, not {triple!r}")])
         depth, width, max_channels = triple
     for name, value in (("depth_multiple", depth), ("width_multiple", width)):
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+        if not _positive(value):
             raise SpecError([doc.issue((name,), f"{name} is a positive number, not {value!r}")])
     act = "silu"
     if data.get("activation"):
@@ -250,6 +260,8 @@ def parse_rows(doc: Document, scale: str) -> ModelRows:
         if not isinstance(args, list):
             raise SpecError([doc.issue(where + (3,), f"layer {index} ({module}): args is a list, not {args!r}")])
         repeats = max(round(n * depth), 1) if n > 1 else n
+        if repeats > MAX_REPEATS:
+            raise SpecError([doc.issue(where + (1,), f"layer {index} ({module}): {n} repeats at depth {depth} are {repeats}; at most {MAX_REPEATS} are built")])
         rows.append(Row(index, sources, repeats, module.removeprefix("torch.").removeprefix("nn.") if module.startswith(("nn.", "torch.nn.")) else module, [_literal(a, names) for a in args], where))
         if module.startswith(("nn.", "torch.nn.")):
             rows[-1].module = "nn." + rows[-1].module.removeprefix("nn.")
@@ -275,7 +287,7 @@ def _stride_arg(row: Row, position: int, default: int = 1) -> int:
 
 
 def _log2(model: ModelRows, row: Row, factor: Any, what: str) -> int:
-    if not isinstance(factor, (int, float)) or isinstance(factor, bool) or factor < 1 or 2 ** round(math.log2(factor)) != factor:
+    if not _positive(factor) or factor < 1 or 2 ** round(math.log2(factor)) != factor:
         raise model.fail(row, f"{what} {factor!r} is not a power of two; pyramid levels are powers of two apart")
     return round(math.log2(factor))
 
@@ -339,6 +351,8 @@ def measure(model: ModelRows) -> None:
             level = levels[row.sources[-1]]
         if level < 0:
             raise model.fail(row, "upsamples finer than the image")
+        if level > MAX_LEVEL:
+            raise model.fail(row, f"reaches pyramid level {level} (stride 2**{level}); levels go up to {MAX_LEVEL}")
         row.level = level
         widths.append(row.width)
         levels.append(level)
