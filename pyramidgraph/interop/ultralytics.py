@@ -18,6 +18,7 @@ import re
 from typing import Any, Mapping
 
 from .base import Conversion, ConversionError, KeyMap, Reference, register_reference
+from .ultralytics_yaml import activation_of
 
 LAYERS = {
     12: "P4_td.post0",  # C2f after cat(up(SPPF), layer 6)
@@ -89,15 +90,12 @@ def _scale_params(config: Mapping[str, Any]) -> dict[str, Any]:
     return {"scale": scale}
 
 
-ACTIVATIONS = {"SiLU": "silu", "ReLU": "relu", "ReLU6": "relu6", "Hardswish": "hardswish", "GELU": "gelu", "Mish": "mish", "Sigmoid": "sigmoid", "Tanh": "tanh", "LeakyReLU": "leaky_relu"}
-"""The yaml's ``activation`` (``nn.ReLU()``, which replaces every Conv's SiLU) -> spec ``act``."""
-
-
 def _activation(text: str) -> str:
-    match = re.fullmatch(r"\s*(?:torch\.)?(?:nn\.)?(\w+)\(\s*(?:inplace\s*=\s*True)?\s*\)\s*", text)
-    if match is None or match.group(1) not in ACTIVATIONS:
-        raise _fail(f"activation {text!r} is not supported; use one of {', '.join(f'nn.{name}()' for name in ACTIVATIONS)} without arguments")
-    return ACTIVATIONS[match.group(1)]
+    """The yaml's ``activation`` (``nn.ReLU()``, which replaces every Conv's SiLU) -> spec ``act``, as the importer reads it."""
+    try:
+        return activation_of(text)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
 
 
 def _plain(value: Any) -> Any:

@@ -255,16 +255,15 @@ def parse_rows(doc: Document, scale: str) -> ModelRows:
         bad = [j for j in sources if not -1 <= j < index or (j == -1 and index > 0)]
         if bad:
             raise SpecError([doc.issue(where + (0,), f"layer {index} ({module}): 'from' {f!r} reads layer {bad[0]}, which is not an earlier layer")])
-        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 64:
-            raise SpecError([doc.issue(where + (1,), f"layer {index} ({module}): repeats is an integer from 1 to 64, not {n!r}")])
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_REPEATS:
+            raise SpecError([doc.issue(where + (1,), f"layer {index} ({module}): repeats is an integer from 1 to {MAX_REPEATS}, not {n!r}")])
         if not isinstance(args, list):
             raise SpecError([doc.issue(where + (3,), f"layer {index} ({module}): args is a list, not {args!r}")])
         repeats = max(round(n * depth), 1) if n > 1 else n
         if repeats > MAX_REPEATS:
             raise SpecError([doc.issue(where + (1,), f"layer {index} ({module}): {n} repeats at depth {depth} are {repeats}; at most {MAX_REPEATS} are built")])
-        rows.append(Row(index, sources, repeats, module.removeprefix("torch.").removeprefix("nn.") if module.startswith(("nn.", "torch.nn.")) else module, [_literal(a, names) for a in args], where))
-        if module.startswith(("nn.", "torch.nn.")):
-            rows[-1].module = "nn." + rows[-1].module.removeprefix("nn.")
+        name = "nn." + module.removeprefix("torch.").removeprefix("nn.") if module.startswith(("nn.", "torch.nn.")) else module  # torch.nn.X is nn.X
+        rows.append(Row(index, sources, repeats, name, [_literal(a, names) for a in args], where))
     return ModelRows(doc, rows, len(data["backbone"]), scale, float(depth), float(width), max_channels, act)
 
 
@@ -417,8 +416,7 @@ def _act_arg(model: ModelRows, row: Row, act: Any) -> str:
 
 
 def _dwconv_adjust(params: dict[str, Any], model: ModelRows, row: Row) -> None:
-    c1 = row.c1  # type: ignore[attr-defined]
-    params["groups"] = math.gcd(c1, row.width)
+    params["groups"] = math.gcd(model.rows[row.sources[0]].width, row.width)
     _conv_adjust(params, model, row)
 
 
@@ -491,7 +489,7 @@ ARG_EXTENSIONS: dict[str, Callable[[list[Any], ModelRows], list[Any]]] = {"A2C2f
 """Modules whose args ``parse_model`` extends by the scale letter before building them."""
 
 
-def units_of(model: ModelRows, row: Row, c1: int) -> list[Unit]:
+def units_of(model: ModelRows, row: Row) -> list[Unit]:
     """The ops ``row`` becomes (one per repeat of a module ultralytics wraps in a Sequential)."""
     rule = ROWS.get(row.module)
     if rule is None:
@@ -500,7 +498,6 @@ def units_of(model: ModelRows, row: Row, c1: int) -> list[Unit]:
         known = sorted(ROWS)
         hint = did_you_mean(row.module, known) or f" (the neck rows it takes: {', '.join(known)})"
         raise model.fail(row, f"module '{row.module}' has no pyramidgraph op{hint}")
-    row.c1 = c1  # type: ignore[attr-defined]
     args = list(row.args)
     if row.module in BASE_MODULES:
         args = args[1:]
@@ -526,6 +523,7 @@ def units_of(model: ModelRows, row: Row, c1: int) -> list[Unit]:
     if rule.kind == "upsample":
         return [Unit(rule.op, params, row.width)]
     copies = 1 if row.module in REPEAT_MODULES else row.repeats
+    c1 = model.rows[row.sources[0]].width
     if copies > 1 and c1 != row.width:
         raise model.fail(row, f"repeats {copies} copies of a {c1} -> {row.width} module, which ultralytics builds with the same widths each time; it cannot run")
     inner = "deconv" if rule.op == "deconv" else ""
@@ -548,10 +546,11 @@ class NodeDraft:
 
 
 def _op_item(unit: Unit, node_width: int | None) -> dict[str, Any]:
+    """``{op: params}``, with ``out`` where a post op's width is not its node's."""
     params = dict(unit.params)
-    if node_width is not None and unit.width != node_width and unit.op not in ("upsample",):
+    if node_width is not None and unit.width != node_width and unit.op != "upsample":
         params["out"] = unit.width
-    return {unit.op: params} if params else {unit.op: {}}
+    return {unit.op: params}
 
 
 LEVEL_CHANGING = {"resample", "upsample"}
@@ -566,12 +565,14 @@ class NeckKeyMap(KeyMap):
     layers: set[int] = field(default_factory=set)
 
     def convert(self, state_dict, expected, source):
-        from .base import check_checkpoint
-
-        check_checkpoint(state_dict, source)
-        outside = re.compile(r"model\.(\d+)\.")
-        kept = {k: v for k, v in state_dict.items() if not ((m := outside.match(k)) and int(m.group(1)) not in self.layers)}
+        if not isinstance(state_dict, Mapping):  # refused, with its reason, by the base map's checkpoint check
+            return super().convert(state_dict, expected, source)
+        kept = {k: v for k, v in state_dict.items() if not (isinstance(k, str) and (m := LAYER_KEY.match(k)) and int(m.group(1)) not in self.layers)}
         return super().convert(kept, expected, source)
+
+
+LAYER_KEY = re.compile(r"model\.(\d+)\.")
+"""A key of ultralytics layer ``i``: ``model.<i>.<tail>``."""
 
 
 def _kind(row: Row, rows: list[Row]) -> str:
@@ -611,7 +612,7 @@ def import_neck(model: ModelRows, in_channels: list[int] | None = None) -> tuple
             readers.setdefault(j, []).append(row.index)
     for row in neck:  # widths of the neck follow from the (given) input widths
         row.width = layer_width(model, row, [r.width for r in rows])
-    units = {row.index: units_of(model, row, rows[row.sources[0]].width) for row in neck}
+    units = {row.index: units_of(model, row) for row in neck}
     kinds = {row.index: _kind(row, rows) for row in neck}
 
     inputs: dict[str, dict[str, Any]] = {}
@@ -625,6 +626,11 @@ def import_neck(model: ModelRows, in_channels: list[int] | None = None) -> tuple
     drafts: dict[str, NodeDraft] = {}
     open_chain: dict[int, NodeDraft] = {}  # row index -> the node that ends with it and may grow
     folded: dict[int, tuple[int, Unit]] = {}  # edge-folded row -> (its source, its op)
+
+    def edge_op(draft: NodeDraft, source: int, unit: Unit, index: int, target_level: int) -> dict[str, Any]:
+        """The edge from layer ``source`` carrying row ``index``'s op, recorded for the key map."""
+        draft.edge_rows.append((value_of[source], unit, index))
+        return {"from": value_of[source], "up" if rows[source].level > target_level else "down": _op_item(unit, None)}
 
     def only_reader_is_concat(row: Row) -> bool:
         users = readers.get(row.index, [])
@@ -644,13 +650,13 @@ def import_neck(model: ModelRows, in_channels: list[int] | None = None) -> tuple
                     source, unit = folded[j]
                 if rows[source].level != row.level and unit is None:
                     raise model.fail(row, f"concatenates layer {source} (level {rows[source].level}) with maps at level {row.level}")
-                edge: dict[str, Any] = {"from": value_of[source]}
-                if unit is not None:
-                    edge["up" if rows[source].level > row.level else "down"] = _op_item(unit, None)
-                    if unit.width != rows[source].width:
-                        edge["channels"] = unit.width
-                    draft.edge_rows.append((value_of[source], unit, j))
-                draft.edges.append(edge if len(edge) > 1 else value_of[source])
+                if unit is None:
+                    draft.edges.append(value_of[source])
+                    continue
+                edge = edge_op(draft, source, unit, j, row.level)
+                if unit.width != rows[source].width:
+                    edge["channels"] = unit.width
+                draft.edges.append(edge)
         else:
             source = row.sources[0]
             chain = open_chain.get(source)
@@ -659,29 +665,22 @@ def import_neck(model: ModelRows, in_channels: list[int] | None = None) -> tuple
             )
             if can_extend:
                 draft = chain
-                del drafts[draft.name]
+                del drafts[draft.name], open_chain[source]
                 draft.name = f"L{row.index}"
                 draft.width = row.width
             else:
                 draft = NodeDraft(f"L{row.index}", row.level, row.width)
-                edge = {"from": value_of[source]}
                 if kind in LEVEL_CHANGING:
-                    (unit,) = units[row.index] if len(units[row.index]) == 1 else (None,)
-                    if unit is None:
+                    if len(units[row.index]) != 1:
                         raise model.fail(row, "a level-changing module cannot be repeated here")
-                    edge["up" if rows[source].level > row.level else "down"] = _op_item(unit, None)
-                    draft.edge_rows.append((value_of[source], unit, row.index))
-                    draft.edges.append(edge)
+                    draft.edges.append(edge_op(draft, source, units[row.index][0], row.index, row.level))
                 else:
                     draft.edges.append(value_of[source])
             if kind == "post":
                 draft.post += [(u, row.index) for u in units[row.index]]
         drafts[draft.name] = draft
         value_of[row.index] = draft.name
-        for j in list(open_chain):
-            if open_chain[j] is draft:
-                del open_chain[j]
-        if kind != "resample" or draft.post:
+        if kind != "resample":  # a node that changes the level is that one op (its edge's width is the node's)
             open_chain[row.index] = draft
     # specs: nodes in row order
     nodes: dict[str, Any] = {}
