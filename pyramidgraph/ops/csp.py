@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Callable, ClassVar, Literal
 
 from ..shape import FeatureShape, ShapeError
 from .base import POST, RESAMPLE, Op, PostOp
@@ -35,7 +35,7 @@ from .common import ActName, Padding, build_conv, build_norm, emit_act, emit_con
 if TYPE_CHECKING:  # pragma: no cover
     import torch.fx
 
-__all__ = ["ConvBnAct", "C2f", "CSPLayer", "emit_conv_bn_act", "emit_rep_conv", "rep_conv_weights"]
+__all__ = ["ConvBnAct", "C2f", "CSPLayer", "emit_conv_bn_act", "emit_rep_conv", "rep_conv_weights", "emit_c2f", "c2f_weights"]
 
 
 def emit_conv_bn_act(
@@ -171,18 +171,47 @@ class ConvBnAct(Op):
         )
 
 
+def emit_c2f(e, x: torch.fx.Node, cin: int, cout: int, hidden: int, blocks: int, block: Callable[..., torch.fx.Node], unit: dict) -> torch.fx.Node:
+    """Ultralytics' ``C2f`` layout, which C3k2 and C2fCIB share: ``cv1`` (1x1 unit to
+    ``2 * hidden``) chunked in two halves, ``blocks`` blocks ``m.i`` each reading the previous
+    piece (``block(e, local, x)`` emits one, its shortcut included), all ``2 + blocks`` pieces
+    concatenated and reduced by ``cv2`` (1x1 unit)."""
+    import torch
+
+    halves = e.call_function(torch.chunk, emit_conv_bn_act(e, "cv1", x, cin, 2 * hidden, **unit), 2, 1)
+    pieces = [e.call_function(operator.getitem, halves, 0), e.call_function(operator.getitem, halves, 1)]
+    for i in range(blocks):
+        pieces.append(block(e, f"m.{i}", pieces[-1]))
+    return emit_conv_bn_act(e, "cv2", e.call_function(torch.cat, pieces, 1), (2 + blocks) * hidden, cout, **unit)
+
+
+def c2f_weights(cin: int, cout: int, hidden: int, blocks: int, block: int) -> int:
+    """Parameters and buffers of :func:`emit_c2f` with ``block`` weights per block."""
+    return _unit_weights(cin, 2 * hidden) + blocks * block + _unit_weights((2 + blocks) * hidden, cout)
+
+
 MAX_BLOCKS = 64
 """Most bottlenecks in one ``c2f`` or ``csp`` (the largest YOLO models use 9): a count the
 weight budget would pass at a small width, such as 5,000, took 13 s to build."""
 
 
+def check_block_count(name: str, blocks: int) -> None:
+    """``blocks`` repeats of a CSP-style op's inner block: 0 to :data:`MAX_BLOCKS`."""
+    if not 0 <= blocks <= MAX_BLOCKS:
+        raise ShapeError(f"{name}: blocks must be between 0 and {MAX_BLOCKS}, got {blocks}")
+
+
+def check_hidden(name: str, hidden: int, what: str = "int(out * expansion)") -> None:
+    """A CSP-style op's hidden width (``what`` says how it is computed) is at least 1."""
+    if hidden < 1:
+        raise ShapeError(f"{name}: the hidden width {what} is {hidden}; raise expansion or the width")
+
+
 def _check_blocks(name: str, blocks: int, hidden: int, kernel: int) -> None:
     if kernel % 2 == 0:
         raise ShapeError(f"{name}: the bottleneck kernel must be odd (it keeps the map's size), got {kernel}")
-    if not 0 <= blocks <= MAX_BLOCKS:
-        raise ShapeError(f"{name}: blocks must be between 0 and {MAX_BLOCKS}, got {blocks}")
-    if hidden < 1:
-        raise ShapeError(f"{name}: the hidden width int(out * expansion) is {hidden}; raise expansion or the width")
+    check_block_count(name, blocks)
+    check_hidden(name, hidden)
 
 
 @POST.register("c2f")
@@ -214,7 +243,7 @@ class C2f(PostOp):
     def weight_estimate(self, shapes, out):
         hidden = int(out.channels * self.expansion)
         bottleneck = _unit_weights(hidden, hidden, self.kernel) + _unit_weights(hidden, hidden, self.kernel, self.groups)
-        return _unit_weights(shapes[0].channels, 2 * hidden) + self.blocks * bottleneck + _unit_weights((2 + self.blocks) * hidden, out.channels)
+        return c2f_weights(shapes[0].channels, out.channels, hidden, self.blocks, bottleneck)
 
     def infer(self, x, channels):
         width = out_width(self.out, channels, x.channels)
@@ -225,20 +254,15 @@ class C2f(PostOp):
         return x.with_(channels=width)
 
     def emit(self, e, args, shapes, out):
-        import torch
-
         hidden = int(out.channels * self.expansion)
         unit = {"eps": self.eps, "momentum": self.momentum, "act": self.act}
-        y = emit_conv_bn_act(e, "cv1", args[0], shapes[0].channels, 2 * hidden, **unit)
-        halves = e.call_function(torch.chunk, y, 2, 1)
-        pieces = [e.call_function(operator.getitem, halves, 0), e.call_function(operator.getitem, halves, 1)]
-        for i in range(self.blocks):
-            x = pieces[-1]
-            z = emit_conv_bn_act(e, f"m.{i}.cv1", x, hidden, hidden, kernel=self.kernel, **unit)
-            z = emit_conv_bn_act(e, f"m.{i}.cv2", z, hidden, hidden, kernel=self.kernel, groups=self.groups, **unit)
-            pieces.append(e.call_function(operator.add, x, z) if self.shortcut else z)
-        joined = e.call_function(torch.cat, pieces, 1)
-        return emit_conv_bn_act(e, "cv2", joined, (2 + self.blocks) * hidden, out.channels, **unit)
+
+        def bottleneck(e, local, x):
+            z = emit_conv_bn_act(e, f"{local}.cv1", x, hidden, hidden, kernel=self.kernel, **unit)
+            z = emit_conv_bn_act(e, f"{local}.cv2", z, hidden, hidden, kernel=self.kernel, groups=self.groups, **unit)
+            return e.call_function(operator.add, x, z) if self.shortcut else z
+
+        return emit_c2f(e, args[0], shapes[0].channels, out.channels, hidden, self.blocks, bottleneck, unit)
 
 
 @POST.register("csp")

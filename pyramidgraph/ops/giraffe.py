@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 from ..shape import ShapeError
 from .base import POST, PostOp
 from .common import ActName, build_conv, build_norm, emit_act, out_width
-from .csp import MAX_BLOCKS, _unit_weights, emit_conv_bn_act, emit_rep_conv, rep_conv_weights
+from .csp import _unit_weights, check_block_count, emit_conv_bn_act, emit_rep_conv, rep_conv_weights
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch.fx
@@ -96,8 +96,7 @@ class CSPStage(PostOp):
         width = out_width(self.out, channels, x.channels)
         if width < 2:
             raise ShapeError(f"csp_stage splits its width in two (c // 2 and c - c // 2), so it needs at least 2 channels, got {width}")
-        if not 0 <= self.blocks <= MAX_BLOCKS:
-            raise ShapeError(f"csp_stage: blocks must be between 0 and {MAX_BLOCKS}, got {self.blocks}")
+        check_block_count("csp_stage", self.blocks)
         mid = width - width // 2
         if not self.depthwise and int(mid * self.hidden_ratio) < 1:
             raise ShapeError(f"csp_stage: the blocks' hidden width int({mid} * hidden_ratio {self.hidden_ratio}) is 0; raise hidden_ratio or the width")

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Literal
 from ..shape import ShapeError
 from .base import POST, PostOp, one_call_when_traced
 from .common import ActName, emit_act, out_width
-from .csp import MAX_BLOCKS, _unit_weights, emit_conv_bn_act, emit_rep_conv, rep_conv_weights
+from .csp import _unit_weights, check_block_count, check_hidden, emit_conv_bn_act, emit_rep_conv, rep_conv_weights
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -175,10 +175,8 @@ class RepC3(PostOp):
 
     def infer(self, x, channels):
         width, hidden = self.widths(out_width(self.out, channels, x.channels))
-        if not 0 <= self.blocks <= MAX_BLOCKS:
-            raise ShapeError(f"rep_c3: blocks must be between 0 and {MAX_BLOCKS}, got {self.blocks}")
-        if hidden < 1:
-            raise ShapeError(f"rep_c3: the hidden width int({width} * expansion {self.expansion}) is {hidden}; raise expansion or the width")
+        check_block_count("rep_c3", self.blocks)
+        check_hidden("rep_c3", hidden, f"int({width} * expansion {self.expansion})")
         return x.with_(channels=width)
 
     def weight_estimate(self, shapes, out):

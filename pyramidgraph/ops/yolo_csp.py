@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Callable, ClassVar
 from ..shape import FeatureShape, ShapeError
 from .base import POST, RESAMPLE, Op, PostOp, one_call_when_traced
 from .common import ActName, out_width, stride_at, width_and_step, window_out
-from .csp import MAX_BLOCKS, _unit_weights, emit_conv_bn_act
+from .csp import _unit_weights, c2f_weights, check_block_count, check_hidden, emit_c2f, emit_conv_bn_act
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -38,16 +38,6 @@ __all__ = ["C3", "C3k2", "C2", "Bottleneck", "SPP", "SPPF", "GhostConv", "C3Ghos
 
 
 # -- shared checks and pieces ---------------------------------------------------------------------
-
-
-def _check_hidden(name: str, hidden: int, what: str = "int(out * expansion)") -> None:
-    if hidden < 1:
-        raise ShapeError(f"{name}: the hidden width {what} is {hidden}; raise expansion or the width")
-
-
-def _check_blocks(name: str, blocks: int) -> None:
-    if not 0 <= blocks <= MAX_BLOCKS:
-        raise ShapeError(f"{name}: blocks must be between 0 and {MAX_BLOCKS}, got {blocks}")
 
 
 def _check_groups(name: str, groups: int, *widths: int) -> None:
@@ -123,7 +113,7 @@ def _emit_max_pool(e, x: torch.fx.Node, kernel: int) -> torch.fx.Node:
 
 
 def _emit_halves(e, x: torch.fx.Node) -> tuple[torch.fx.Node, torch.fx.Node]:
-    """``x.chunk(2, 1)``: the two halves of a C2/C2f/C3k2 ``cv1``."""
+    """``x.chunk(2, 1)``: the two halves of C2's ``cv1`` (C2f's layout is :func:`emit_c2f`)."""
     import torch
 
     halves = e.call_function(torch.chunk, x, 2, 1)
@@ -166,8 +156,8 @@ class C3(PostOp):
     def infer(self, x, channels):
         width = out_width(self.out, channels, x.channels)
         hidden = int(width * self.expansion)
-        _check_hidden("c3", hidden)
-        _check_blocks("c3", self.blocks)
+        check_hidden("c3", hidden)
+        check_block_count("c3", self.blocks)
         if self.blocks:
             _check_groups("c3 bottleneck", self.groups, hidden, hidden)
         return x.with_(channels=width)
@@ -211,8 +201,8 @@ class C2(PostOp):
     def infer(self, x, channels):
         width = out_width(self.out, channels, x.channels)
         hidden = int(width * self.expansion)
-        _check_hidden("c2", hidden)
-        _check_blocks("c2", self.blocks)
+        check_hidden("c2", hidden)
+        check_block_count("c2", self.blocks)
         if self.blocks:
             _check_groups("c2 bottleneck", self.groups, hidden, hidden)
         return x.with_(channels=width)
@@ -257,7 +247,7 @@ class Bottleneck(PostOp):
         if len(self.kernels) != 2:
             raise ShapeError(f"bottleneck: kernels are the two convs' kernels, [cv1, cv2], not {list(self.kernels)}")
         _check_odd("bottleneck", "kernels", tuple(self.kernels))
-        _check_hidden("bottleneck", hidden)
+        check_hidden("bottleneck", hidden)
         _check_groups("bottleneck cv2", self.groups, hidden, width)
         return x.with_(channels=width)
 
@@ -368,16 +358,16 @@ class C3k2(PostOp):
 
     def weight_estimate(self, shapes, out):
         c = int(out.channels * self.expansion)
-        return _unit_weights(shapes[0].channels, 2 * c) + self.blocks * self.block_weights(c) + _unit_weights((2 + self.blocks) * c, out.channels)
+        return c2f_weights(shapes[0].channels, out.channels, c, self.blocks, self.block_weights(c))
 
     def infer(self, x, channels):
         width = out_width(self.out, channels, x.channels)
         c = int(width * self.expansion)
-        _check_hidden("c3k2", c)
-        _check_blocks("c3k2", self.blocks)
+        check_hidden("c3k2", c)
+        check_block_count("c3k2", self.blocks)
         if self.blocks:
             inner = "int(int(out * expansion) * 0.5)"
-            _check_hidden("c3k2 block", int(c * 0.5), inner)
+            check_hidden("c3k2 block", int(c * 0.5), inner)
             if self.c3k and not self.attn:
                 _check_groups("c3k2 C3k bottleneck", self.groups, int(c * 0.5), int(c * 0.5))
             else:
@@ -393,18 +383,16 @@ class C3k2(PostOp):
     def emit(self, e, args, shapes, out):
         unit = {"eps": self.eps, "momentum": self.momentum, "act": self.act}
         c = int(out.channels * self.expansion)
-        pieces = list(_emit_halves(e, emit_conv_bn_act(e, "cv1", args[0], shapes[0].channels, 2 * c, **unit)))
-        for i in range(self.blocks):
-            x = pieces[-1]
+
+        def block(e, local, x):
             if self.attn:
-                y = _emit_bottleneck(e, f"m.{i}.0", x, c, c, int(c * 0.5), (3, 3), self.groups, self.shortcut, unit)
-                y = _emit_psa_block(e, f"m.{i}.1", y, c, unit)
-            elif self.c3k:
-                y = emit_c3k(e, f"m.{i}", x, c, shortcut=self.shortcut, groups=self.groups, unit=unit)
-            else:
-                y = _emit_bottleneck(e, f"m.{i}", x, c, c, int(c * 0.5), (3, 3), self.groups, self.shortcut, unit)
-            pieces.append(y)
-        return emit_conv_bn_act(e, "cv2", _emit_cat(e, pieces), (2 + self.blocks) * c, out.channels, **unit)
+                y = _emit_bottleneck(e, f"{local}.0", x, c, c, int(c * 0.5), (3, 3), self.groups, self.shortcut, unit)
+                return _emit_psa_block(e, f"{local}.1", y, c, unit)
+            if self.c3k:
+                return emit_c3k(e, local, x, c, shortcut=self.shortcut, groups=self.groups, unit=unit)
+            return _emit_bottleneck(e, local, x, c, c, int(c * 0.5), (3, 3), self.groups, self.shortcut, unit)
+
+        return emit_c2f(e, args[0], shapes[0].channels, out.channels, c, self.blocks, block, unit)
 
 
 # -- SPP, SPPF ----------------------------------------------------------------------------------------
@@ -439,7 +427,7 @@ class SPP(PostOp):
         return _unit_weights(shapes[0].channels, hidden) + _unit_weights(hidden * (len(self.kernels) + 1), out.channels)
 
     def infer(self, x, channels):
-        _check_hidden("spp", x.channels // 2, "input width // 2")
+        check_hidden("spp", x.channels // 2, "input width // 2")
         if not self.kernels:
             raise ShapeError("spp: kernels must list at least one pooling size")
         _check_odd("spp", "kernels", tuple(self.kernels))
@@ -486,7 +474,7 @@ class SPPF(PostOp):
         return _unit_weights(shapes[0].channels, hidden) + _unit_weights(hidden * (self.repeats + 1), out.channels)
 
     def infer(self, x, channels):
-        _check_hidden("sppf", x.channels // 2, "input width // 2")
+        check_hidden("sppf", x.channels // 2, "input width // 2")
         _check_odd("sppf", "kernel", (self.kernel,))
         if not 0 <= self.repeats <= MAX_POOL_REPEATS:
             raise ShapeError(f"sppf: repeats must be between 0 and {MAX_POOL_REPEATS}, got {self.repeats}")
@@ -609,8 +597,8 @@ class C3Ghost(PostOp):
     def infer(self, x, channels):
         width = out_width(self.out, channels, x.channels)
         hidden = int(width * self.expansion)
-        _check_hidden("c3ghost", hidden)
-        _check_blocks("c3ghost", self.blocks)
+        check_hidden("c3ghost", hidden)
+        check_block_count("c3ghost", self.blocks)
         if self.blocks and hidden % 4:
             raise ShapeError(f"c3ghost: the hidden width int(out * expansion) must be a multiple of 4 (each GhostConv of a Ghost bottleneck halves it), got {hidden}")
         return x.with_(channels=width)

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, ClassVar
 from ..shape import FeatureShape, ShapeError
 from .base import POST, RESAMPLE, Op, PostOp, ResampleOp
 from .common import ActName, emit_act, out_width, stride_at, width_and_step, window_out
-from .csp import MAX_BLOCKS, _unit_weights, emit_conv_bn_act, emit_rep_conv, rep_conv_weights
+from .csp import _unit_weights, c2f_weights, check_block_count, check_hidden, emit_c2f, emit_conv_bn_act, emit_rep_conv, rep_conv_weights
 from .yolo_csp import c3_weights, emit_c3
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -116,7 +116,7 @@ class RepNCSPELAN4(PostOp):
         width = out_width(self.out, channels, x.channels)
         _c3, c4 = _elan_widths(self.name, self.hidden, self.block, width)
         _check_range(self.name, "block (c4)", c4, 2, why=" (each RepCSP's hidden width is c4 // 2)")
-        _check_range(self.name, "blocks", self.blocks, 0, MAX_BLOCKS)
+        check_block_count(self.name, self.blocks)
         return x.with_(channels=width)
 
     def emit(self, e, args, shapes, out):
@@ -351,30 +351,24 @@ class C2fCIB(PostOp):
         c = int(out.channels * self.expansion)
         middle = _unit_weights(2 * c, 2 * c, 7, 2 * c) + _unit_weights(2 * c, 2 * c, 3, 2 * c) if self.lk else _unit_weights(2 * c, 2 * c, 3, 2 * c)
         cib = 2 * _unit_weights(c, c, 3, c) + _unit_weights(c, 2 * c) + _unit_weights(2 * c, c) + middle
-        return _unit_weights(shapes[0].channels, 2 * c) + self.blocks * cib + _unit_weights((2 + self.blocks) * c, out.channels)
+        return c2f_weights(shapes[0].channels, out.channels, c, self.blocks, cib)
 
     def infer(self, x, channels):
         width = out_width(self.out, channels, x.channels)
         hidden = int(width * self.expansion)
-        if hidden < 1:
-            raise ShapeError(f"{self.name}: the hidden width int(out * expansion) is {hidden}; raise expansion or the width")
-        _check_range(self.name, "blocks", self.blocks, 0, MAX_BLOCKS)
+        check_hidden(self.name, hidden)
+        check_block_count(self.name, self.blocks)
         return x.with_(channels=width)
 
     def emit(self, e, args, shapes, out):
-        import torch
-
         c = int(out.channels * self.expansion)
         unit = {"eps": self.eps, "momentum": self.momentum, "act": self.act}
-        y = emit_conv_bn_act(e, "cv1", args[0], shapes[0].channels, 2 * c, **unit)
-        halves = e.call_function(torch.chunk, y, 2, 1)
-        pieces = [e.call_function(operator.getitem, halves, 0), e.call_function(operator.getitem, halves, 1)]
-        for i in range(self.blocks):
-            x = pieces[-1]
-            z = self._emit_cib(e, f"m.{i}.cv1", x, c, unit)
-            pieces.append(e.call_function(operator.add, x, z) if self.shortcut else z)
-        joined = e.call_function(torch.cat, pieces, 1)
-        return emit_conv_bn_act(e, "cv2", joined, (2 + self.blocks) * c, out.channels, **unit)
+
+        def cib(e, local, x):
+            z = self._emit_cib(e, f"{local}.cv1", x, c, unit)
+            return e.call_function(operator.add, x, z) if self.shortcut else z
+
+        return emit_c2f(e, args[0], shapes[0].channels, out.channels, c, self.blocks, cib, unit)
 
     def _emit_cib(self, e, local: str, x: torch.fx.Node, c: int, unit: dict) -> torch.fx.Node:
         y = emit_conv_bn_act(e, f"{local}.0", x, c, c, kernel=3, groups=c, **unit)
