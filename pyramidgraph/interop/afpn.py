@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .base import Conversion, ConversionError, KeyMap, Reference, refuse_unknown_keys, register_reference
+from .base import Conversion, ConversionError, KeyMap, Reference, doubling_strides, refuse_unknown_keys, register_reference
 
 SOURCE = "afpn.AFPN"
 KNOWN_KEYS = frozenset({"in_channels", "out_channels", "strides"})
@@ -54,12 +54,8 @@ def _in_channels(config: Mapping[str, Any]) -> list[int]:
 def _first_level(strides: Any) -> int:
     """The finest input's level from ``strides``: four powers of two, each twice the one before
     (the reference resamples between its maps by exact factors of 2, 4 and 8)."""
-    if not (isinstance(strides, (list, tuple)) and len(strides) == 4 and all(_is_int(s) and s >= 1 for s in strides)):
-        raise ConversionError(SOURCE, f"strides must be the four inputs' strides, finest first ([4, 8, 16, 32]), not {strides!r}")
-    first = strides[0]
-    if first & (first - 1) or list(strides) != [first * 2**i for i in range(4)]:
-        raise ConversionError(SOURCE, f"strides {list(strides)}: AFPN resamples between its maps by exact factors of 2, 4 and 8, so the strides must be powers of two, each twice the one before ([4, 8, 16, 32])")
-    return first.bit_length() - 1
+    why = "AFPN resamples between its maps by exact factors of 2, 4 and 8, so the strides must be powers of two, each twice the one before ([4, 8, 16, 32])"
+    return doubling_strides(SOURCE, "strides", strides, 4, "the four inputs' strides, finest first ([4, 8, 16, 32])", why)
 
 
 def _source(stage: int, index: int, level: int) -> str:

@@ -17,7 +17,7 @@ import torch
 
 from ..errors import Issue, SpecError, did_you_mean
 
-__all__ = ["Conversion", "KeyMap", "SharedKeyMap", "Reference", "REFERENCES", "register_reference", "reference_for", "ConversionError", "CheckpointError", "check_checkpoint", "refuse_unknown_keys"]
+__all__ = ["Conversion", "KeyMap", "SharedKeyMap", "Reference", "REFERENCES", "register_reference", "reference_for", "ConversionError", "CheckpointError", "check_checkpoint", "refuse_unknown_keys", "doubling_strides"]
 
 
 def ConversionError(source: str, message: str) -> SpecError:
@@ -36,6 +36,19 @@ def refuse_unknown_keys(source: str, config: Mapping[Any, Any], known: Iterable[
     if unknown:
         first = unknown[0]
         raise ConversionError(source, f"{prefix}unknown {noun} '{first}'{did_you_mean(str(first), accepted)} ({owner} takes: {', '.join(sorted(listed))})")
+
+
+def doubling_strides(source: str, key: str, strides: Any, count: int, what: str, why: str) -> int:
+    """The finest input's level from ``strides``: ``count`` positive integers (``what`` says
+    which, for the message), powers of two each twice the one before, as a reference that
+    resamples between neighbouring inputs by exact factors of 2 needs (``why`` says so in its
+    terms)."""
+    if not (isinstance(strides, (list, tuple)) and len(strides) == count and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in strides)):
+        raise ConversionError(source, f"{key} must be {what}, not {strides!r}")
+    first = strides[0]
+    if first & (first - 1) or list(strides) != [first * 2**i for i in range(count)]:
+        raise ConversionError(source, f"{key} {list(strides)}: {why}")
+    return first.bit_length() - 1
 
 
 def CheckpointError(source: str, message: str) -> SpecError:

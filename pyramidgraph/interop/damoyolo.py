@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .base import Conversion, ConversionError, KeyMap, Reference, refuse_unknown_keys, register_reference
+from .base import Conversion, ConversionError, KeyMap, Reference, doubling_strides, refuse_unknown_keys, register_reference
 
 SOURCE = "damoyolo.GiraffeNeckV2"
 DEFAULTS: dict[str, Any] = {  # GiraffeNeckV2.__init__'s defaults
@@ -94,12 +94,8 @@ def _activation(name: Any) -> str | None:
 def _first_level(strides: Any) -> int:
     """The finest input's level from ``strides``: three strides, each twice the one before
     (the code joins the levels with stride-2 convs and x2 upsampling)."""
-    if not (isinstance(strides, (list, tuple)) and len(strides) == 3 and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in strides)):
-        raise ConversionError(SOURCE, f"strides must be the three inputs' strides, finest first ([8, 16, 32]), not {strides!r}")
-    finest = strides[0]
-    if finest & (finest - 1) or list(strides) != [finest, 2 * finest, 4 * finest]:
-        raise ConversionError(SOURCE, f"strides {list(strides)}: the neck joins its levels with stride-2 convs and x2 upsampling, so each stride must be twice the one before, powers of two ([8, 16, 32])")
-    return finest.bit_length() - 1
+    why = "the neck joins its levels with stride-2 convs and x2 upsampling, so each stride must be twice the one before, powers of two ([8, 16, 32])"
+    return doubling_strides(SOURCE, "strides", strides, 3, "the three inputs' strides, finest first ([8, 16, 32])", why)
 
 
 @register_reference

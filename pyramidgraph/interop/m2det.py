@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .base import Conversion, ConversionError, KeyMap, Reference, SharedKeyMap, refuse_unknown_keys, register_reference
+from .base import Conversion, ConversionError, KeyMap, Reference, SharedKeyMap, doubling_strides, refuse_unknown_keys, register_reference
 
 SOURCE = "m2det.MLFPN"
 REQUIRED = ("planes", "num_levels", "num_scales", "smooth", "sfam", "shallow_in", "deep_in", "shallow_out", "deep_out")
@@ -56,14 +56,8 @@ def _check(config: Mapping[str, Any]) -> None:
 def _first_level(strides: Any) -> int:
     """The shallow map's level from ``strides`` ([8, 16]): the deep map must be one level coarser,
     since FFMv1 doubles it by scale to concatenate it with the shallow one."""
-    if not (isinstance(strides, (list, tuple)) and len(strides) == 2 and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in strides)):
-        raise ConversionError(SOURCE, f"strides must be the two inputs' strides, [shallow, deep], not {strides!r}")
-    shallow, deep = strides
-    if shallow & (shallow - 1) or deep != 2 * shallow:
-        raise ConversionError(
-            SOURCE, f"strides {list(strides)}: FFMv1 doubles the deep map (nearest, scale 2) to concatenate it with the shallow one, so the deep stride must be twice the shallow one, a power of two ([8, 16])"
-        )
-    return shallow.bit_length() - 1
+    why = "FFMv1 doubles the deep map (nearest, scale 2) to concatenate it with the shallow one, so the deep stride must be twice the shallow one, a power of two ([8, 16])"
+    return doubling_strides(SOURCE, "strides", strides, 2, "the two inputs' strides, [shallow, deep]", why)
 
 
 def _tum_keys(key_map: KeyMap, tum: int, scales: int, first: int, smooth: bool) -> None:

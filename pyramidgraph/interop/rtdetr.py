@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .base import Conversion, ConversionError, KeyMap, Reference, refuse_unknown_keys, register_reference
+from .base import Conversion, ConversionError, KeyMap, Reference, doubling_strides, refuse_unknown_keys, register_reference
 
 SOURCE = "rtdetr.HybridEncoder"
 DEFAULTS: dict[str, Any] = {
@@ -76,11 +76,8 @@ def _first_level(strides: Any, levels: int) -> int:
         raise ConversionError(SOURCE, f"feat_strides must be a list of positive integers, not {strides!r}")
     if len(strides) != levels:
         raise ConversionError(SOURCE, f"feat_strides lists {len(strides)} strides for {levels} inputs; give one stride per in_channels entry")
-    first = strides[0]
-    if first & (first - 1) or any(b != 2 * a for a, b in zip(strides, strides[1:])):
-        doubling = "the reference upsamples by 2 and downsamples by stride 2 between neighbouring inputs, so the strides must be powers of two, each twice the previous ([8, 16, 32])"
-        raise ConversionError(SOURCE, f"feat_strides {list(strides)}: {doubling}")
-    return first.bit_length() - 1
+    doubling = "the reference upsamples by 2 and downsamples by stride 2 between neighbouring inputs, so the strides must be powers of two, each twice the previous ([8, 16, 32])"
+    return doubling_strides(SOURCE, "feat_strides", strides, levels, "one positive integer per input", doubling)
 
 
 def _conv_norm(key_map: KeyMap, reference: str, ours: str) -> None:
