@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .info import NeckCost, neck_info
     from .library import bundled_specs
     from .module import PyramidNeck, ShapeSpec
+    from .optimization import optimize
     from .schema import spec_schema
 
 # The other public names are imported on first use (PEP 562), so that ``import pyramidgraph``
@@ -37,6 +38,7 @@ _LAZY = {
     "NeckCost": ".info",
     "neck_info": ".info",
     "bundled_specs": ".library",
+    "optimize": ".optimization",
     "PyramidNeck": ".module",
     "ShapeSpec": ".module",
     "spec_schema": ".schema",
@@ -87,4 +89,5 @@ __all__ = [
     "spec_schema",
     "validate",
     "__version__",
+    "optimize",
 ]

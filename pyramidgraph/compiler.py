@@ -2,7 +2,7 @@
 
 ::
 
-    load -> schema -> expand -> graph -> lower -> passes -> primitives -> materialise -> module
+    load -> schema -> expand -> graph -> lower -> passes -> primitives -> materialise -> module -> optimize
 
 A :class:`Compilation` is one spec on its way: the caller's request, then what each stage
 made (document, flat spec, IR, optimised IR, primitive graph, weights, neck). :data:`STAGES`
@@ -70,6 +70,10 @@ class Compilation:
     """Where ``materialise`` builds the weights (None: PyTorch's default device; ``"meta"``: shapes only)."""
     modules: Mapping[str, Any] | None = None
     """Modules of the caller's that the spec calls (``apply: {call: {module: NAME}}``), by name."""
+    optimize: str = "none"
+    """``optimize``: the optimisation level (``none``, ``train``, ``inference``; :mod:`pyramidgraph.optimization`)."""
+    backend: str = "eager"
+    """``optimize``: ``eager``, or ``compile`` (``torch.compile``)."""
 
     doc: Document | None = None
     """``load``: the parsed spec, with the position of every key and value."""
@@ -92,7 +96,7 @@ class Compilation:
     own in one error (expansion's with the graph checks')."""
     done: list[str] = field(default_factory=list)
 
-    def run(self, until: str = "module") -> Compilation:
+    def run(self, until: str = "optimize") -> Compilation:
         """Run the stages not run yet, up to and including ``until``."""
         names = [stage.name for stage in STAGES]
         if until not in names:
@@ -232,6 +236,14 @@ def _stage_module(c: Compilation) -> None:
     c.neck = PyramidNeck(c.weights, c.primitive.graph, info)
 
 
+def _stage_optimize(c: Compilation) -> None:
+    from .optimization import check_options, optimize
+
+    check_options(c.optimize, c.backend, c.doc.file)
+    if c.optimize != "none" or c.backend != "eager":
+        optimize(c.neck, c.optimize, c.backend)
+
+
 STAGES: tuple[Stage, ...] = (
     Stage("load", _stage_load),
     Stage("schema", _stage_schema),
@@ -242,12 +254,14 @@ STAGES: tuple[Stage, ...] = (
     Stage("primitives", _stage_primitives),
     Stage("materialise", _stage_materialise),
     Stage("module", _stage_module),
+    Stage("optimize", _stage_optimize),
 )
 """The pipeline, in order. ``load``: spec -> :class:`Document`; ``schema``: keys and types;
 ``expand``: parameters, templates, includes -> :class:`FlatSpec`; ``graph``: references,
 cycles, reachability; ``lower``: shapes -> :class:`IRGraph`; ``passes``: the IR passes and the
 caller's interface names; ``primitives``: the fx graph of primitive calls, weights declared;
-``materialise``: weights built; ``module``: the :class:`PyramidNeck`."""
+``materialise``: weights built; ``module``: the :class:`PyramidNeck`; ``optimize``: the
+optimisation passes for the level asked for (:mod:`pyramidgraph.optimization`)."""
 
 
 def load(spec: SpecSource | Document) -> Document:
@@ -310,6 +324,8 @@ def compile(
     feature_info: Any = None,
     include_dirs: Sequence[str | os.PathLike] = (),
     modules: Mapping[str, Any] | None = None,
+    optimize: str = "none",
+    backend: str = "eager",
     **param_overrides: Any,
 ) -> PyramidNeck:
     """Compile a spec to a :class:`PyramidNeck` (a ``torch.fx.GraphModule``): every stage.
@@ -323,11 +339,15 @@ def compile(
     (a timm backbone's, see :mod:`pyramidgraph.adapters.timm`) gives the input widths and
     levels instead of ``in_channels``. ``include_dirs``: folders ``include:`` may read besides
     the spec's own. ``modules``: modules of yours the spec calls by name (``apply: {call:
-    {module: NAME}}``), such as a backbone's stages for feedback into the backbone. Raises
-    :class:`SpecError`.
+    {module: NAME}}``), such as a backbone's stages for feedback into the backbone.
+    ``optimize``: ``none`` (the spec's graph as lowered), ``train`` (rewrites exact in every
+    mode, gradients included) or ``inference`` (plus a faster program for eval mode without
+    autograd: norms and RepVGG branches folded into convs, and more; see
+    :mod:`pyramidgraph.optimization`); ``backend="compile"`` wraps the neck in ``torch.compile``.
+    Raises :class:`SpecError`.
     """
     overrides = dict(params or {}, **param_overrides)
-    compilation = Compilation(spec, in_channels, image, overrides, include_dirs, tuple(passes), input_names, output_names, return_type, feature_info, modules=modules)
+    compilation = Compilation(spec, in_channels, image, overrides, include_dirs, tuple(passes), input_names, output_names, return_type, feature_info, modules=modules, optimize=optimize, backend=backend)
     return compilation.run().neck
 
 

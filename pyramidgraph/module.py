@@ -50,6 +50,10 @@ class NeckInfo:
     image: tuple[int, int] | None
     rebuild: dict[str, Any] = field(default_factory=dict, repr=False)
     """Arguments that recompile the neck (spec data and compile options), for pickling."""
+    optimize: str = "none"
+    """The optimisation level (:func:`pyramidgraph.optimize`)."""
+    pass_counts: dict[str, int] = field(default_factory=dict, repr=False)
+    """Rewrites each optimisation pass made (``inference.<pass>`` for the inference program's)."""
 
 
 class PyramidNeck(torch.fx.GraphModule):
@@ -59,6 +63,41 @@ class PyramidNeck(torch.fx.GraphModule):
     def __init__(self, modules: dict[str, nn.Module], graph: torch.fx.Graph, info: NeckInfo):
         super().__init__(modules, graph, class_name="PyramidNeck")
         self.info = info
+
+    # -- the inference program (pyramidgraph.optimization) ---------------------------------------
+
+    def recompile(self):
+        """Generate the forward from ``self.graph`` (torch.fx's), then, for a neck optimised for
+        inference, put in front of it the choice between it and the inference program."""
+        code = super().recompile()
+        cls = type(self)  # torch.fx makes one class per GraphModule, so this touches this neck only
+        if self.__dict__.get("_inference") is not None:
+            if cls.forward is not _dispatching_forward:
+                cls._graph_forward = cls.forward
+                cls.forward = _dispatching_forward
+        return code
+
+    @property
+    def inference_code(self) -> str | None:
+        """The inference program's generated code (None unless optimised for inference)."""
+        program = self.__dict__.get("_inference")
+        return program.code if program is not None else None
+
+    def refresh(self) -> None:
+        """Recompute the inference program's derived weights from the parameters now (eager
+        calls do it themselves when a parameter changed; a ``torch.compile``'d neck does not)."""
+        program = self.__dict__.get("_inference")
+        if program is not None:
+            program.refresh(self)
+
+    def _apply(self, fn, *args, **kwargs):
+        """``.to()``, ``.half()``, ``.cuda()``...: the inference program then reads the
+        converted tensors (``_apply`` replaces buffers by new tensors)."""
+        result = super()._apply(fn, *args, **kwargs)
+        program = self.__dict__.get("_inference")
+        if program is not None:
+            program.attach(self)
+        return result
 
     # -- shape metadata ---------------------------------------------------------------------
 
@@ -109,6 +148,12 @@ class PyramidNeck(torch.fx.GraphModule):
     def __deepcopy__(self, memo: dict[int, Any]) -> PyramidNeck:
         result = super().__deepcopy__(memo)
         result.info = copy.deepcopy(self.info, memo)
+        for name in ("_spec_graph", "_inference"):
+            if self.__dict__.get(name) is not None:
+                result.__dict__[name] = copy.deepcopy(self.__dict__[name], memo)
+        if result.__dict__.get("_inference") is not None:
+            result.recompile()
+            result.__dict__["_inference"].attach(result)
         return result
 
     def __reduce__(self):
@@ -119,12 +164,20 @@ class PyramidNeck(torch.fx.GraphModule):
         the neck itself, travel as they are, so dtype (``.half()``), ``requires_grad``,
         replaced submodules (``SyncBatchNorm.convert_sync_batchnorm``) and extra buffers survive.
         """
-        own = {"parameters": dict(self._parameters), "buffers": dict(self._buffers), "persistent": set(self._buffers) - self._non_persistent_buffers_set}
+        own = {"parameters": dict(self._parameters), "buffers": {k: v for k, v in self._buffers.items() if not k.startswith("derived_")}, "persistent": set(self._buffers) - self._non_persistent_buffers_set}
         return (_rebuild, (self.info.rebuild, dict(self._modules), own, self.training))
 
     def __repr__(self) -> str:
         outs = ", ".join(f"{n}: {s.channels}ch/{s.stride}" for n, s in self.info.outputs)
         return f"PyramidNeck({self.info.name}: {len(self.info.inputs)} inputs -> {outs})"
+
+
+def _dispatching_forward(self: PyramidNeck, *args: Any, **kwargs: Any) -> Any:
+    """The forward of a neck optimised for inference: the inference program in eval mode
+    without autograd, the neck's graph otherwise (training, or gradients wanted)."""
+    if not self.training and not torch.is_grad_enabled():
+        return self.__dict__["_inference"](self, *args, **kwargs)
+    return type(self)._graph_forward(self, *args, **kwargs)
 
 
 def _rebuild(arguments: dict[str, Any], children: dict[str, nn.Module], own: dict[str, Any], training: bool) -> PyramidNeck:
@@ -138,4 +191,6 @@ def _rebuild(arguments: dict[str, Any], children: dict[str, nn.Module], own: dic
         neck.register_parameter(name, parameter)
     for name, buffer in own["buffers"].items():
         neck.register_buffer(name, buffer, persistent=name in own["persistent"])
+    if neck.__dict__.get("_inference") is not None:  # its weights are the pickled ones: derive from them
+        neck.__dict__["_inference"].attach(neck)
     return neck.train(training)

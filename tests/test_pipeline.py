@@ -10,7 +10,7 @@ from pyramidgraph.compiler import STAGES, Compilation
 
 
 def test_the_stages_are_declared_in_order():
-    assert [stage.name for stage in STAGES] == ["load", "schema", "expand", "graph", "lower", "passes", "primitives", "materialise", "module"]
+    assert [stage.name for stage in STAGES] == ["load", "schema", "expand", "graph", "lower", "passes", "primitives", "materialise", "module", "optimize"]
 
 
 def _count_stages(monkeypatch) -> list[str]:
@@ -28,15 +28,15 @@ def test_run_stops_at_the_stage_asked_for_and_carries_on_without_repeating(monke
     compilation.run("primitives")
     assert ran[5:] == ["passes", "primitives"] and compilation.weights is None
     compilation.run()
-    assert ran[7:] == ["materialise", "module"] and compilation.neck is not None
+    assert ran[7:] == ["materialise", "module", "optimize"] and compilation.neck is not None
     compilation.run()
-    assert len(ran) == 9
+    assert len(ran) == 10
 
 
 def test_an_unknown_stage_names_the_stages():
     with pytest.raises(ValueError) as info:
         Compilation("fpn").run("emit")
-    assert str(info.value) == "no stage 'emit'; the stages are load, schema, expand, graph, lower, passes, primitives, materialise, module"
+    assert str(info.value) == "no stage 'emit'; the stages are load, schema, expand, graph, lower, passes, primitives, materialise, module, optimize"
 
 
 def test_analyze_and_compile_are_the_driver(monkeypatch):
@@ -108,6 +108,7 @@ STAGE_TESTS = {
     "primitives": "test_primitives.py",
     "materialise": "test_weights.py",
     "module": "test_compile.py",
+    "optimize": "test_optimize.py",
 }
 """Where each stage's own tests are (the module stage: the compiled neck's interface, copies, pickling)."""
 
