@@ -70,12 +70,25 @@ def conversion(source: str, config: Mapping[str, Any]) -> Conversion:
         raise ConversionError(source, f"the config does not fit {source}: {type(exc).__name__}: {exc}") from None
 
 
-def from_reference(source: str, config: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor] | None = None) -> PyramidNeck:
+def from_reference(
+    source: str,
+    config: Mapping[str, Any],
+    state_dict: Mapping[str, torch.Tensor] | None = None,
+    *,
+    optimize: str = "none",
+    backend: str = "eager",
+) -> PyramidNeck:
     """Compile the spec that reproduces the reference neck; load its ``state_dict`` if given.
 
     The module takes the reference's inputs (a list, or a dict keyed by its feature names)
-    and returns its outputs in the reference's order and type.
+    and returns its outputs in the reference's order and type. ``optimize`` and ``backend`` are
+    :func:`pyramidgraph.compile`'s; the weights are loaded first, so an inference program
+    derives its folded weights from the reference's.
     """
+    from ..optimization import check_options
+    from ..optimization import optimize as optimize_neck
+
+    check_options(optimize, backend)
     plan = conversion(source, config)
     neck = compile_spec(
         plan.spec,
@@ -88,6 +101,8 @@ def from_reference(source: str, config: Mapping[str, Any], state_dict: Mapping[s
     )
     if state_dict is not None:
         neck.load_state_dict(plan.key_map.convert(state_dict, neck.state_dict(), source), strict=True)
+    if optimize != "none" or backend != "eager":
+        optimize_neck(neck, optimize, backend)
     return neck
 
 

@@ -117,10 +117,13 @@ def test_every_necks_case_of_the_library_issue_is_supported():
     assert unsupported == []
 
 
+@pytest.mark.parametrize("optimize", ["none", "inference"])
 @pytest.mark.parametrize("path", CASES)
-def test_reference_case_is_reproduced(path: Path):
+def test_reference_case_is_reproduced(path: Path, optimize: str):
+    """Every recorded case, by the neck as the spec lowers it and by its inference program
+    (norms folded, channels-last...: ``from_reference(..., optimize="inference")``)."""
     case = load_case(path)
-    neck = from_reference(case["source"], reference_config(case), case["state_dict"]).eval()
+    neck = from_reference(case["source"], reference_config(case), case["state_dict"], optimize=optimize).eval()
     reference_params = INDEX[case["id"]]["num_params"] if case["id"] in INDEX else case.get("num_params")
     if reference_params is not None:
         assert sum(p.numel() for p in neck.parameters()) == reference_params

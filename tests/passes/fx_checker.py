@@ -77,3 +77,22 @@ def assert_same_outputs(reference: torch.nn.Module, optimised: torch.nn.Module, 
 
 def optimised_copy(neck: pyramidgraph.PyramidNeck, level: str) -> pyramidgraph.PyramidNeck:
     return pyramidgraph.optimize(copy.deepcopy(neck), level, check=True)
+
+
+def assert_as_accurate(reference: torch.nn.Module, optimised: torch.nn.Module, inputs: list[torch.Tensor]) -> tuple[float, float]:
+    """The optimised neck is at most twice as far from the float64 computation of the reference
+    as the reference itself in float32, plus 1e-5 (relative to each output's largest
+    magnitude): the float32 rounding of a deep neck (NAS-FPN, CARAFE) exceeds a fixed
+    tolerance, and a channels-last or folded conv rounds differently, not worse. Returns both
+    errors."""
+    truth_module = copy.deepcopy(reference).double()
+    truth = outputs(truth_module, [x.double() for x in inputs])
+
+    def error(module: torch.nn.Module) -> float:
+        got = outputs(module, inputs)
+        assert [g.shape for g in got] == [t.shape for t in truth]
+        return max(((g.double() - t).abs().max() / t.abs().max().clamp(min=1.0)).item() for g, t in zip(got, truth))
+
+    plain, fast = error(reference), error(optimised)
+    assert fast <= 2 * plain + 1e-5, f"optimised error {fast} against float64, unoptimised {plain}"
+    return plain, fast

@@ -21,7 +21,7 @@ def run(ctx: PassContext) -> int:
     weights = [n for n in ctx.graph.nodes if n.op != "get_attr" and ctx.is_weight(n)]
     boundary = [n for n in weights if any(not ctx.is_weight(user) or user.op == "output" for user in n.users)]
     if not boundary:
-        ctx.products["weight_program"] = None
+        ctx.products.setdefault("weight_program", None)  # (a second run finds the first one's work done)
         return 0
     program = torch.fx.Graph()
     env: dict[torch.fx.Node, torch.fx.Node] = {}
