@@ -172,12 +172,13 @@ class PyramidNeck(torch.fx.GraphModule):
         return f"PyramidNeck({self.info.name}: {len(self.info.inputs)} inputs -> {outs})"
 
 
-def _dispatching_forward(self: PyramidNeck, *args: Any, **kwargs: Any) -> Any:
+def _dispatching_forward(self: PyramidNeck, features: Any) -> Any:
     """The forward of a neck optimised for inference: the inference program in eval mode
-    without autograd, the neck's graph otherwise (training, or gradients wanted)."""
+    without autograd, the neck's graph otherwise (training, or gradients wanted). Its one
+    argument is the generated forward's (``torch.export`` reads the signature)."""
     if not self.training and not torch.is_grad_enabled():
-        return self.__dict__["_inference"](self, *args, **kwargs)
-    return type(self)._graph_forward(self, *args, **kwargs)
+        return self.__dict__["_inference"](self, features)
+    return type(self)._graph_forward(self, features)
 
 
 def _rebuild(arguments: dict[str, Any], children: dict[str, nn.Module], own: dict[str, Any], training: bool) -> PyramidNeck:

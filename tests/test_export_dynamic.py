@@ -110,11 +110,24 @@ def _inputs(neck, image: tuple[int, int], seed: int) -> list[torch.Tensor]:
 
 @pytest.mark.parametrize("spec", SPECS)
 def test_export_with_dynamic_height_and_width_matches_eager(spec):
+    _check_dynamic_export(spec, "none")
+
+
+@pytest.mark.parametrize("spec", ["bifpn", "fpn", "yolov8", "yolo11", "rtdetr_hybrid_encoder"])
+def test_the_inference_program_exports_with_dynamic_sizes(spec):
+    """``optimize="inference"``, exported without autograd: the program (folded kernels as
+    constants, in-place activations, channels-last) keeps its sizes symbolic too."""
+    _check_dynamic_export(spec, "inference")
+
+
+def _check_dynamic_export(spec: str, optimize: str) -> None:
     plan = PLANS.get(spec, Plan())
     torch.manual_seed(0)
     neck = pyramidgraph.compile(spec, **(plan.params or small_args(spec)))
     randomise_norms(neck)
     neck.eval()
+    if optimize != "none":
+        pyramidgraph.optimize(neck, optimize)
     strides = [s.stride for _, s in neck.info.inputs]
     unit = plan.unit or max(strides)
     assert all(unit % s == 0 for s in strides)
@@ -122,7 +135,10 @@ def test_export_with_dynamic_height_and_width_matches_eager(spec):
     dims = [{2: (unit // s) * b_height, 3: (unit // s) * b_width + -(-plan.remainder // s)} for s in strides]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        program = torch.export.export(neck, (_inputs(neck, _image(plan, unit, plan.example), seed=0),), dynamic_shapes=(dims,), strict=False)
+        with torch.no_grad():  # the inference program is the forward without autograd
+            program = torch.export.export(neck, (_inputs(neck, _image(plan, unit, plan.example), seed=0),), dynamic_shapes=(dims,), strict=False)
+    if optimize == "inference":  # the program's folded kernels are what the export reads
+        assert set(neck.__dict__["_inference"].derived) <= set(program.graph_signature.inputs_to_buffers.values())
 
     # symbolic, not specialised: every input's height is a function of one free symbol, every
     # width of another, and the program's range constraints keep them free
