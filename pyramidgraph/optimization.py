@@ -148,9 +148,8 @@ def optimize(neck: PyramidNeck, level: str = "inference", backend: str = "eager"
     """
     check_options(level, backend)
     original = neck.__dict__.get("_spec_graph")
-    if original is None:
-        original = copy.deepcopy(neck.graph)
-        neck.__dict__["_spec_graph"] = original
+    if original is None:  # the spec's graph, kept as it is: every optimisation starts from it
+        original = neck.__dict__["_spec_graph"] = neck.graph
     neck.__dict__["_inference"] = None
     for name in [n for n in neck._buffers if n.startswith("derived_")]:
         del neck._buffers[name]

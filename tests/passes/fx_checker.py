@@ -96,3 +96,21 @@ def assert_as_accurate(reference: torch.nn.Module, optimised: torch.nn.Module, i
     plain, fast = error(reference), error(optimised)
     assert fast <= 2 * plain + 1e-5, f"optimised error {fast} against float64, unoptimised {plain}"
     return plain, fast
+
+
+def assert_same_gradients(reference: torch.nn.Module, optimised: torch.nn.Module, inputs: list[torch.Tensor]) -> float:
+    """One training step's loss (the outputs' mean squares) backpropagated through both: every
+    parameter's gradient equal within 1e-5 of the largest gradient; returns the worst difference."""
+    for module in (reference, optimised):
+        module.train()
+        sum(o.square().mean() for o in outputs_with_grad(module, inputs)).backward()
+    expected = dict(reference.named_parameters())
+    scale = max(p.grad.abs().max().item() for p in expected.values() if p.grad is not None)
+    worst = max((p.grad - expected[name].grad).abs().max().item() for name, p in optimised.named_parameters() if p.grad is not None)
+    assert worst <= 1e-5 * scale, f"gradients differ by {worst} (largest gradient {scale})"
+    return worst
+
+
+def outputs_with_grad(neck: torch.nn.Module, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    result = neck(inputs)
+    return list(result.values()) if isinstance(result, dict) else list(result)

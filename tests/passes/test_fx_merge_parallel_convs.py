@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import torch.nn.functional as F
-from fx_checker import assert_same_outputs, base_neck, optimised_copy, run_pass
+from fx_checker import assert_same_gradients, assert_same_outputs, base_neck, optimised_copy, run_pass
 
 C3 = """\
 pyramidgraph: 1
@@ -37,9 +37,5 @@ def test_merged_convs_train_with_the_same_gradients_and_keys():
     fast = optimised_copy(neck, "train").train()
     assert list(fast.state_dict()) == list(neck.state_dict())
     inputs = neck.example_inputs(batch=4, image=128)
-    for module in (neck, fast):
-        sum(o.square().mean() for o in module(inputs)).backward()
-    reference = dict(neck.named_parameters())
-    scale = max(p.grad.abs().max().item() for p in reference.values())
-    assert max((p.grad - reference[name].grad).abs().max().item() for name, p in fast.named_parameters()) <= 1e-5 * scale
+    assert_same_gradients(neck, fast, inputs)
     assert_same_outputs(neck.eval(), fast.eval(), inputs)

@@ -5,7 +5,7 @@ projection that nothing else reads is folded into the projection's kernel."""
 from __future__ import annotations
 
 import torch
-from fx_checker import assert_same_outputs, base_neck, optimised_copy, run_pass
+from fx_checker import assert_same_gradients, assert_same_outputs, base_neck, optimised_copy, run_pass
 
 # one BiFPN cell over P3-P5 inputs, levels 3-7: 8 weighted nodes of 19 inputs in all (the
 # top-down P6, P5, P4 take 2 each; the outputs P3 and P7 take 2, P4-P6 take 3)
@@ -31,12 +31,7 @@ def test_weighted_sums_keep_outputs_and_gradients():
     neck = base_neck("bifpn", channels=16, cells=1).train()
     fast = optimised_copy(neck, "train").train()
     inputs = neck.example_inputs(batch=2, image=256)
-    for module in (neck, fast):
-        sum(o.square().mean() for o in module(inputs)).backward()
-    reference = dict(neck.named_parameters())
-    scale = max(p.grad.abs().max().item() for p in reference.values())
-    worst = max((p.grad - reference[name].grad).abs().max().item() for name, p in fast.named_parameters())
-    assert worst <= 1e-5 * scale
+    assert_same_gradients(neck, fast, inputs)
     assert_same_outputs(neck.eval(), optimised_copy(neck, "inference").eval(), inputs)
 
 
