@@ -89,10 +89,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from .compiler import compile as compile_spec
 
     common = _common(args)
-    neck = compile_spec(args.spec, common["in_channels"], image=common["image"], params=common["params"], include_dirs=common["include_dirs"])
+    neck = compile_spec(args.spec, common["in_channels"], image=common["image"], params=common["params"], include_dirs=common["include_dirs"], optimize=args.optimize)
     if args.code:
         # the forward alone: the lines above it declare to torch.fx which calls a re-trace keeps whole
-        code = neck.code
+        code = neck.inference_code or neck.code
         print(code[code.find("def forward") :].strip())
         return 0
     import torch
@@ -109,6 +109,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     for name, tensor, stride in zip(neck.output_names, values, neck.strides):
         print(f"  out {name:<12} {tuple(tensor.shape)}  stride {stride}")
     print(f"  parameters: {params:,}")
+    if neck.info.pass_counts:
+        done = ", ".join(f"{name} {count}" for name, count in neck.info.pass_counts.items() if count)
+        print(f"  optimize {neck.info.optimize}: {done or 'nothing to rewrite'}")
     return 0
 
 
@@ -362,7 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compile", help="compile a spec; print a summary or the generated code")
     p.add_argument("spec", metavar="SPEC")
     spec_options(p)
-    p.add_argument("--code", action="store_true", help="print the generated forward code")
+    p.add_argument("--code", action="store_true", help="print the generated forward code (with --optimize inference: the inference program's)")
+    p.add_argument("--optimize", choices=["none", "train", "inference"], default="none", help="optimisation level (default: none); the summary then lists what each pass rewrote")
     p.set_defaults(run=cmd_compile)
 
     p = sub.add_parser("info", help="per-node level, stride, channels, size, parameters and multiply-adds, with totals")

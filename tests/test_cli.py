@@ -96,6 +96,17 @@ def test_compile_summary_for_bifpn(capsys):
     ]
 
 
+def test_compile_optimized_lists_what_each_pass_rewrote(capsys):
+    code, out, err = _run(capsys, "compile", "yolov8", "--optimize", "inference")
+    assert (code, err) == (0, "")
+    # 18 conv-BN units: lowered, folded (a kernel and a bias each frozen), activations in place
+    assert out.splitlines()[-1] == (
+        "  optimize inference: channels_last 3, inference.lower_convs 18, inference.fold_norms 18, inference.inplace_activations 18, inference.channels_last 3, inference.freeze 36"
+    )
+    code, out, _ = _run(capsys, "compile", "yolov8", "--optimize", "inference", "--code")
+    assert code == 0 and "self.derived_" in out and "BatchNorm" not in out and ".bn(" not in out
+
+
 def test_compile_with_param_in_channels_and_image(capsys):
     code, out, err = _run(capsys, "compile", "fpn", "--in-channels", "8,16,32", "--param", "channels=8", "--image", "64x96")
     assert (code, err) == (0, "")
