@@ -54,18 +54,21 @@ class PassContext:
     """What a pass hands to the driver rather than to the graph (``freeze``: the weight program)."""
     _values: dict[torch.fx.Node, Any] = field(default_factory=dict, repr=False)
     _weights: dict[torch.fx.Node, bool] = field(default_factory=dict, repr=False)
+    _attrs: dict[str, torch.fx.Node] | None = field(default=None, repr=False)
 
     def module(self, node: torch.fx.Node) -> nn.Module | None:
         """The module a ``call_module`` node calls (None for any other node)."""
         return self.root.get_submodule(node.target) if node.op == "call_module" else None
 
     def get_attr(self, target: str) -> torch.fx.Node:
-        """A ``get_attr`` node reading ``target`` (one per target and graph)."""
-        for node in self.graph.find_nodes(op="get_attr", target=target):
-            return node
-        first = next(iter(self.graph.nodes))
-        with self.graph.inserting_before(first):
-            return self.graph.get_attr(target)
+        """A ``get_attr`` node reading ``target`` (one per target and graph), at the graph's top."""
+        if self._attrs is None:  # torch.fx's find_nodes scans every get_attr for a target: index them once
+            self._attrs = {node.target: node for node in self.graph.find_nodes(op="get_attr")}
+        node = self._attrs.get(target)
+        if node is None or node.graph is not self.graph or node._erased:
+            with self.graph.inserting_before(next(iter(self.graph.nodes))):
+                node = self._attrs[target] = self.graph.get_attr(target)
+        return node
 
     def is_weight(self, node: Any) -> bool:
         """Whether ``node`` is computed from parameters and buffers alone (no feature map):
