@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -328,7 +329,70 @@ def _validator() -> jsonschema.Draft202012Validator:
 
 @lru_cache(maxsize=4)
 def _validator_for(generation: int) -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(spec_schema())
+    schema = spec_schema()
+    remembering = jsonschema.validators.extend(
+        jsonschema.Draft202012Validator,
+        {keyword: _remembering_valid(jsonschema.Draft202012Validator.VALIDATORS[keyword]) for keyword in ("$ref", "anyOf")},
+    )
+    return remembering(schema)
+
+
+VALID_MEMO_LIMIT = 100_000
+"""How many (subschema, value) pairs found valid one validator remembers before it starts over."""
+
+_keys = threading.local()  # per thread, during one check_schema: id(value) -> its key (the document's values stay alive)
+
+
+def _remembering_valid(check: Any) -> Any:
+    """``check`` (jsonschema's ``$ref`` or ``anyOf``) remembering the values it found valid.
+
+    Validating a value against a subschema depends on nothing else (the schema has no
+    ``unevaluated*`` or dynamic references), and a spec repeats the same small values at many
+    places (``post: [{conv: {kernel: 3}}, relu]`` on every node of a generated spec,
+    ``$channels`` everywhere): each ``anyOf`` over the op forms costs a failed branch per form,
+    so a 2,000-node spec took 3 s here. Only successes are remembered; a value with problems is
+    checked in full every time, so the errors and their paths are exactly jsonschema's own."""
+    valid: dict[tuple[Any, Any], None] = {}
+
+    def keyword(validator: Any, value: Any, instance: Any, schema: Any) -> Any:
+        key = _instance_key(instance)
+        if key is not None:
+            key = (value if isinstance(value, str) else id(value), key)  # a $ref by its text (one base: the root); an anyOf by its list
+            if key in valid:
+                return
+        failed = False
+        for error in check(validator, value, instance, schema):
+            failed = True
+            yield error
+        if key is not None and not failed:
+            if len(valid) >= VALID_MEMO_LIMIT:
+                valid.clear()
+            valid[key] = None
+
+    return keyword
+
+
+def _instance_key(value: Any) -> Any:
+    """A hashable key equal for equal JSON values and different for different ones (``1``,
+    ``1.0``, ``True`` and ``"1"`` apart); None for a value that is not plain JSON data."""
+    kind = type(value)
+    if kind in (str, int, float, bool) or value is None:
+        return (kind, value)
+    memo = getattr(_keys, "memo", None)
+    if memo is not None and id(value) in memo:
+        return memo[id(value)]
+    key: Any = None
+    if kind is dict:
+        items = [(_instance_key(k), _instance_key(v)) for k, v in value.items()]
+        if all(k is not None and v is not None for k, v in items):
+            key = ("object", frozenset(items))
+    elif kind is list:
+        items = [_instance_key(v) for v in value]
+        if all(v is not None for v in items):
+            key = ("array", tuple(items))
+    if memo is not None:
+        memo[id(value)] = key
+    return key
 
 
 def check_schema(doc: Document) -> list[Issue]:
@@ -336,10 +400,15 @@ def check_schema(doc: Document) -> list[Issue]:
     from .errors import MAX_ISSUES
 
     issues: list[Issue] = []
-    for error in _validator().iter_errors(doc.data):
-        issues.extend(_translate(doc, error))
-        if len(issues) > MAX_ISSUES:  # enough to say that there are more (errors.capped)
-            break
+    outer = getattr(_keys, "memo", None)
+    _keys.memo = {} if outer is None else outer
+    try:
+        for error in _validator().iter_errors(doc.data):
+            issues.extend(_translate(doc, error))
+            if len(issues) > MAX_ISSUES:  # enough to say that there are more (errors.capped)
+                break
+    finally:
+        _keys.memo = outer
     return issues
 
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import nn
 
-__all__ = ["ModuleDecl", "ParameterDecl", "ExternalDecl", "Declaration", "declare", "materialise"]
+__all__ = ["ModuleDecl", "ParameterDecl", "ExternalDecl", "Declaration", "declare", "materialise", "overwrites_parameters"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,7 +38,9 @@ class ModuleDecl:
     """Re-initialises the built module as the reference does (``None``: PyTorch's defaults)."""
 
     def build(self) -> nn.Module:
-        module = self.cls(*self.args, **self.kwargs)
+        module = _without_default_init(self.cls, self.args, self.kwargs) if getattr(self.init, "overwrites_parameters", False) else None
+        if module is None:
+            module = self.cls(*self.args, **self.kwargs)
         if self.init is not None:
             self.init(module)
         return module
@@ -113,6 +115,43 @@ def _StandIn(channels: int, stride: int) -> Any:
 
 
 Declaration = ModuleDecl | ParameterDecl | ExternalDecl
+
+
+def overwrites_parameters(init: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Mark ``init`` as setting every parameter of the module it is given (a conv's weight and
+    bias): a :class:`ModuleDecl` with such an init builds its module without PyTorch's default
+    initialisation, which ``init`` would overwrite anyway. That default is a random draw per
+    weight, so skipping it halves the cost of building a re-initialised conv (FPN's convs at
+    R50 widths: 3.3 M weights drawn once instead of twice); the weights keep the distribution
+    ``init`` gives them, and a seed still reproduces them. Building without the default costs
+    about 0.3 ms a module here, so it pays where the draw it saves is larger: ops mark only
+    their larger convs (:data:`pyramidgraph.ops.common.SKIP_DEFAULT_INIT_FROM`)."""
+    init.overwrites_parameters = True
+    return init
+
+
+def _without_default_init(cls: type, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> nn.Module | None:
+    """``cls(*args, **kwargs)`` with its parameters allocated but not initialised (built with
+    ``device="meta"``, then each parameter given empty storage where the weights are built), or
+    None where that would leave something else uninitialised or cannot be done: a module with
+    buffers (its constructor sets their values), one that takes no ``device``, or one built on
+    the meta device anyway. (``torch.nn.utils.skip_init`` does the same through ``to_empty``,
+    which costs twice as much per module.)"""
+    import torch
+
+    device = torch.get_default_device()
+    if device.type == "meta" or "device" in kwargs:
+        return None
+    try:
+        module = cls(*args, **kwargs, device="meta")
+    except TypeError:
+        return None
+    if next(module.buffers(), None) is not None or any(True for _ in module.children()):
+        return None
+    for name, parameter in module._parameters.items():
+        if parameter is not None:
+            module._parameters[name] = torch.nn.Parameter(torch.empty(parameter.shape, dtype=parameter.dtype, device=device), parameter.requires_grad)
+    return module
 
 
 def declare(cls: type, *args: Any, init: Callable[[Any], Any] | None = None, **kwargs: Any) -> ModuleDecl:
