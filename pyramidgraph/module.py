@@ -17,6 +17,7 @@ import torch
 import torch.fx
 from torch import nn
 
+from .reserved import DERIVED_PREFIX
 from .shape import FeatureShape
 
 __all__ = ["PyramidNeck", "ShapeSpec", "NeckInfo"]
@@ -164,7 +165,7 @@ class PyramidNeck(torch.fx.GraphModule):
         the neck itself, travel as they are, so dtype (``.half()``), ``requires_grad``,
         replaced submodules (``SyncBatchNorm.convert_sync_batchnorm``) and extra buffers survive.
         """
-        own = {"parameters": dict(self._parameters), "buffers": {k: v for k, v in self._buffers.items() if not k.startswith("derived_")}, "persistent": set(self._buffers) - self._non_persistent_buffers_set}
+        own = {"parameters": dict(self._parameters), "buffers": {k: v for k, v in self._buffers.items() if not k.startswith(DERIVED_PREFIX)}, "persistent": set(self._buffers) - self._non_persistent_buffers_set}
         return (_rebuild, (self.info.rebuild, dict(self._modules), own, self.training))
 
     def __repr__(self) -> str:

@@ -34,6 +34,7 @@ import torch.fx
 
 from .errors import Issue, SpecError, did_you_mean
 from .passes.fx import LEVELS, PassContext, run_fx_passes
+from .reserved import DERIVED_PREFIX
 
 if TYPE_CHECKING:  # pragma: no cover
     from .module import PyramidNeck
@@ -151,7 +152,7 @@ def optimize(neck: PyramidNeck, level: str = "inference", backend: str = "eager"
     if original is None:  # the spec's graph, kept as it is: every optimisation starts from it
         original = neck.__dict__["_spec_graph"] = neck.graph
     neck.__dict__["_inference"] = None
-    for name in [n for n in neck._buffers if n.startswith("derived_")]:
+    for name in [n for n in neck._buffers if n.startswith(DERIVED_PREFIX)]:
         del neck._buffers[name]
     counts: dict[str, int] = {}
     graph = copy.deepcopy(original)

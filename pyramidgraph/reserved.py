@@ -35,14 +35,14 @@ MODULE_ATTRIBUTES = frozenset(
         "buffers", "call_super_init", "children", "code", "compile", "cpu", "cuda",
         "delete_all_unused_submodules", "delete_submodule", "double", "dump_patches", "eval",
         "example_inputs", "extra_repr", "float", "forward", "get_buffer", "get_extra_state",
-        "get_parameter", "get_submodule", "graph", "half", "in_channels", "info", "input_names",
+        "get_parameter", "get_submodule", "graph", "half", "in_channels", "inference_code", "info", "input_names",
         "ipu", "load_state_dict", "meta", "modules", "mtia", "named_buffers", "named_children",
         "named_modules", "named_parameters", "out_channels", "output_names", "output_shapes",
         "parameters", "print_readable", "recompile", "register_backward_hook", "register_buffer",
         "register_forward_hook", "register_forward_pre_hook", "register_full_backward_hook",
         "register_full_backward_pre_hook", "register_load_state_dict_post_hook",
         "register_load_state_dict_pre_hook", "register_module", "register_parameter",
-        "register_state_dict_post_hook", "register_state_dict_pre_hook", "requires_grad_",
+        "refresh", "register_state_dict_post_hook", "register_state_dict_pre_hook", "requires_grad_",
         "set_extra_state", "set_submodule", "shape_env", "share_memory", "state_dict", "strides",
         "to", "to_empty", "to_folder", "train", "training", "type", "xpu", "zero_grad",
     }
@@ -51,12 +51,18 @@ MODULE_ATTRIBUTES = frozenset(
 its instances, dunder names aside."""
 
 
+DERIVED_PREFIX = "derived_"
+"""The buffers of an inference program's folded weights (``derived_p4_bn_folded_weight``)."""
+
+
 def reserved_reason(name: str) -> str | None:
     """Why ``name`` cannot name a node, block or input, or None when it can."""
     if keyword.iskeyword(name):
         return f"'{name}' is a Python keyword, and names become variables of the generated forward; choose another name, such as '{name}_'"
     if name == "external":
         return "'external' holds the modules a spec calls (apply: {call: ...}); choose another name, such as 'external_'"
+    if name.startswith(DERIVED_PREFIX):
+        return f"'{name}' starts with '{DERIVED_PREFIX}', the names of the weights an optimised neck derives from its parameters; choose another name, such as '{name[len(DERIVED_PREFIX):] or 'derived'}_'"
     if name in MODULE_ATTRIBUTES or name.startswith("__"):
         return f"'{name}' is an attribute of the compiled module (a torch.fx.GraphModule), where nodes keep their weights; choose another name, such as '{name}_'"
     return None

@@ -171,3 +171,12 @@ def test_the_generated_code_has_no_python_loops_or_branches():
         body = [line.strip() for line in code.splitlines()]
         assert not [line for line in body if line.startswith(("for ", "while ", "if ", "try:"))]
         assert not [line for line in body if "{" in line]  # no dict built per call
+
+
+def test_a_node_cannot_take_the_name_of_a_derived_weight():
+    spec = "pyramidgraph: 1\nname: clash\ninputs:\n  C4: {level: 4, channels: 8}\nnodes:\n  derived_p4: {from: [C4], post: [conv3x3]}\noutputs: [derived_p4]\n"
+    with pytest.raises(SpecError) as info:
+        pyramidgraph.validate(spec)
+    assert [(i.line, i.path, i.message) for i in info.value.issues] == [
+        (6, "nodes.derived_p4", "'derived_p4' starts with 'derived_', the names of the weights an optimised neck derives from its parameters; choose another name, such as 'p4_'")
+    ]

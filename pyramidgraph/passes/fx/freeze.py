@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from ...reserved import DERIVED_PREFIX
 from . import PassContext
 from .weight_math import channels_last_weight
 
@@ -39,7 +40,7 @@ def run(ctx: PassContext) -> int:
     program.output(tuple(results))
     names = []
     for node in boundary:
-        name = f"derived_{node.name}"  # after what it computes: derived_p4_bn_folded_weight
+        name = f"{DERIVED_PREFIX}{node.name}"  # after what it computes: derived_p4_bn_folded_weight
         with ctx.graph.inserting_before(node):
             holder = ctx.graph.get_attr(name)
         node.replace_all_uses_with(holder)
