@@ -6,8 +6,8 @@ makes: convolutions, norms, activations, sums. Each pass is one module with one 
 entry in :data:`FX_PASSES`, which says at which optimisation levels it runs:
 
 * ``train``: rewrites that keep the module exact in every mode, gradients included (parallel
-  convs merged into one, weighted sums as ``addcmul``, autograd-safe in-place activations,
-  ``channels_last``). They rewrite the neck's own graph; its modules and ``state_dict`` stay.
+  convs merged into one, weighted sums as ``addcmul``, autograd-safe in-place activations and
+  sums, ``channels_last``). They rewrite the neck's own graph; its modules and ``state_dict`` stay.
 * ``inference``: the rest, valid in eval mode without autograd: norms folded into convs,
   RepVGG branches re-parameterised into one conv, fusion weights folded into convs, every
   activation in place. They build the neck's *inference program*
@@ -297,6 +297,7 @@ from . import (  # noqa: E402
     fold_scales,
     freeze,
     inplace_activations,
+    inplace_sums,
     lower_convs,
     merge_parallel_convs,
     reparameterise,
@@ -314,6 +315,7 @@ FX_PASSES: tuple[FxPass, ...] = (
     FxPass("merge_parallel_convs", merge_parallel_convs.run, TRAIN),
     FxPass("weighted_sums", weighted_sums.run, TRAIN),
     FxPass("inplace_activations", inplace_activations.run, TRAIN),
+    FxPass("inplace_sums", inplace_sums.run, TRAIN),
     FxPass("channels_last", channels_last.run, TRAIN),
     FxPass("dead_code", dead_code.run, TRAIN),
     FxPass("freeze", freeze.run, INFERENCE),
