@@ -72,10 +72,9 @@ class PyramidNeck(torch.fx.GraphModule):
         inference, put in front of it the choice between it and the inference program."""
         code = super().recompile()
         cls = type(self)  # torch.fx makes one class per GraphModule, so this touches this neck only
-        if self.__dict__.get("_inference") is not None:
-            if cls.forward is not _dispatching_forward:
-                cls._graph_forward = cls.forward
-                cls.forward = _dispatching_forward
+        if self.__dict__.get("_inference") is not None:  # torch.fx has just set cls.forward to the graph's
+            cls._graph_forward = cls.forward
+            cls.forward = _dispatching_forward
         return code
 
     @property

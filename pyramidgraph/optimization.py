@@ -33,7 +33,7 @@ import torch
 import torch.fx
 
 from .errors import Issue, SpecError, did_you_mean
-from .passes.fx import LEVELS, PassContext, run_fx_passes
+from .passes.fx import LEVELS, PassContext, resolve, run_fx_passes
 from .reserved import DERIVED_PREFIX
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -48,9 +48,9 @@ def check_options(level: str, backend: str, file: str = "<optimize>") -> None:
     """SpecError (with a did-you-mean) for a level or backend that does not exist."""
     issues = []
     if level not in LEVELS:
-        issues.append(Issue(file, 0, 0, "optimize", f"unknown optimize level '{level}'{did_you_mean(str(level), LEVELS) or ''}; the levels are {', '.join(LEVELS)}"))
+        issues.append(Issue(file, 0, 0, "optimize", f"unknown optimize level '{level}'{did_you_mean(str(level), LEVELS)}; the levels are {', '.join(LEVELS)}"))
     if backend not in BACKENDS:
-        issues.append(Issue(file, 0, 0, "backend", f"unknown backend '{backend}'{did_you_mean(str(backend), BACKENDS) or ''}; the backends are {', '.join(BACKENDS)}"))
+        issues.append(Issue(file, 0, 0, "backend", f"unknown backend '{backend}'{did_you_mean(str(backend), BACKENDS)}; the backends are {', '.join(BACKENDS)}"))
     if issues:
         raise SpecError(issues)
 
@@ -90,7 +90,12 @@ class InferenceProgram:
             self._derive, self.weight_code = _generated(self.weight_graph, "weight program")
 
     def __deepcopy__(self, memo: dict[int, Any]) -> InferenceProgram:
-        return InferenceProgram(copy.deepcopy(self.graph, memo), copy.deepcopy(self.weight_graph, memo), list(self.derived), dict(self.counts))
+        """The graphs copied; the generated functions shared, not generated again (they read
+        everything from the neck they are called with); sources found by :meth:`attach`."""
+        clone = object.__new__(InferenceProgram)
+        clone.__dict__.update(self.__dict__, graph=copy.deepcopy(self.graph, memo), weight_graph=copy.deepcopy(self.weight_graph, memo))
+        clone.__dict__.update(derived=list(self.derived), counts=dict(self.counts), _sources=[], _stamp=-1)
+        return clone
 
     def __getstate__(self) -> dict[str, Any]:
         raise TypeError("an inference program is not pickled: the neck pickles as its spec and rebuilds it")
@@ -99,11 +104,7 @@ class InferenceProgram:
         """The parameters and buffers the weight program reads, found again in ``neck``."""
         if self.weight_graph is None:
             return []
-        found = []
-        for node in self.weight_graph.find_nodes(op="get_attr"):
-            owner, _, name = node.target.rpartition(".")
-            found.append(getattr(neck.get_submodule(owner) if owner else neck, name))
-        return found
+        return [resolve(neck, node.target) for node in self.weight_graph.find_nodes(op="get_attr")]
 
     def attach(self, neck: torch.nn.Module) -> None:
         """Find the sources in ``neck`` and compute its derived tensors."""

@@ -60,8 +60,7 @@ def run_pass(neck: pyramidgraph.PyramidNeck, name: str, level: str) -> tuple[Pas
 
 def outputs(neck: torch.nn.Module, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
     with torch.no_grad():
-        result = neck(inputs)
-    return list(result.values()) if isinstance(result, dict) else list(result)
+        return outputs_with_grad(neck, inputs)
 
 
 def assert_same_outputs(reference: torch.nn.Module, optimised: torch.nn.Module, inputs: list[torch.Tensor]) -> float:

@@ -31,7 +31,7 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["PassContext", "FxPass", "FX_PASSES", "LEVELS", "run_fx_passes", "conv_info", "ConvInfo"]
+__all__ = ["PassContext", "FxPass", "FX_PASSES", "LEVELS", "run_fx_passes", "conv_info", "ConvInfo", "resolve"]
 
 LEVELS = ("none", "train", "inference")
 """The optimisation levels ``compile(..., optimize=...)`` takes, from none to the most."""
@@ -98,7 +98,7 @@ class PassContext:
                 return self.weight_value(arg) if isinstance(arg, torch.fx.Node) else arg
 
             if node.op == "get_attr":
-                result = _resolve(self.root, node.target)
+                result = resolve(self.root, node.target)
             else:
                 with torch.no_grad():
                     result = node.target(*torch.fx.node.map_aggregate(node.args, value), **torch.fx.node.map_aggregate(node.kwargs, value))
@@ -110,7 +110,8 @@ class PassContext:
             self.pinned.add(target)
 
 
-def _resolve(root: nn.Module, target: str) -> Any:
+def resolve(root: nn.Module, target: str) -> Any:
+    """The parameter, buffer or module a ``get_attr`` target names under ``root``."""
     owner, _, name = target.rpartition(".")
     return getattr(root.get_submodule(owner) if owner else root, name)
 
@@ -188,7 +189,7 @@ def lower_conv_module(ctx: PassContext, node: torch.fx.Node) -> torch.fx.Node | 
     return lowered
 
 
-def replace_conv(ctx: PassContext, info: ConvInfo, *, x=None, weight=None, bias=..., kernel=None, padding=None, out_channels=None, anchor: torch.fx.Node | None = None, name: str | None = None) -> torch.fx.Node:
+def replace_conv(ctx: PassContext, info: ConvInfo, *, weight=None, bias=..., kernel=None, padding=None, out_channels=None, anchor: torch.fx.Node | None = None, name: str | None = None) -> torch.fx.Node:
     """A conv like ``info``'s with some arguments changed, in place of ``anchor`` (default: the
     conv itself), which is erased; returns the new conv (named ``name``: by default the
     anchor's)."""
@@ -196,7 +197,7 @@ def replace_conv(ctx: PassContext, info: ConvInfo, *, x=None, weight=None, bias=
     with ctx.graph.inserting_before(anchor):
         new = call_conv(
             ctx.graph,
-            x if x is not None else info.x,
+            info.x,
             weight if weight is not None else info.weight,
             info.bias if bias is ... else bias,
             stride=info.stride,
@@ -267,11 +268,6 @@ class FxPass:
     run: Callable[[PassContext], int]
     levels: frozenset[str]
 
-    @property
-    def doc(self) -> str:
-        module = __import__(self.run.__module__, fromlist=["_"])
-        return (module.__doc__ or "").strip().split("\n\n")[0]
-
 
 def run_fx_passes(ctx: PassContext, check: bool = False) -> dict[str, int]:
     """Run every pass of :data:`FX_PASSES` that belongs to ``ctx.level``, in order; returns
@@ -283,10 +279,8 @@ def run_fx_passes(ctx: PassContext, check: bool = False) -> dict[str, int]:
             counts[p.name] = p.run(ctx)
             if check:
                 ctx.graph.lint()
-    if ctx.pinned:
-        existing = {n.target for n in ctx.graph.find_nodes(op="get_attr")}
-        for target in sorted(ctx.pinned - existing):
-            ctx.get_attr(target)
+    for target in sorted(ctx.pinned):  # adds a read only where the graph has none
+        ctx.get_attr(target)
     return counts
 
 

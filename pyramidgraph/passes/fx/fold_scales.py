@@ -18,7 +18,7 @@ from .weight_math import scale_conv
 
 
 def _per_channel(value: object, channels: int) -> bool:
-    if not isinstance(value, torch.Tensor) or value.is_complex():
+    if not isinstance(value, torch.Tensor):
         return False
     if value.numel() == 1:
         return value.dim() <= 4
