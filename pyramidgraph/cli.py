@@ -97,10 +97,16 @@ def cmd_compile(args: argparse.Namespace) -> int:
         return 0
     import torch
 
-    image = common["image"] or neck.info.image or (256, 256)
+    from .errors import NeckInputError
+
+    image = common["image"] or neck.info.image or neck.info.example_image or (256, 256)
     neck.eval()
-    with torch.no_grad():
-        outputs = neck(neck.example_inputs(batch=1, image=image))
+    try:
+        with torch.no_grad():
+            outputs = neck(neck.example_inputs(batch=1, image=image))
+    except NeckInputError as exc:  # a default image (the example's, or 256) that these widths' neck cannot run
+        print(f"{args.spec}: compiled, but it cannot run the {image[0]}x{image[1]} image it was tried at: {exc}; pass --image", file=sys.stderr)
+        return EXIT_SPEC_ERROR
     values = list(outputs.values()) if isinstance(outputs, dict) else list(outputs)
     params = sum(p.numel() for p in neck.parameters())
     print(f"{neck.info.name}: {len(neck.info.inputs)} inputs -> {len(values)} outputs, image {image[0]}x{image[1]}")
@@ -353,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def spec_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--in-channels", help="input widths, finest first: 256,512,1024,2048 (default: the spec's example)")
-        p.add_argument("--image", help="image size HxW or N, for size checks (default: the spec's example)")
+        p.add_argument("--image", help="image size HxW or N to check the sizes at (default: the spec's example when no --in-channels are given; else none: the neck checks the sizes it is called with)")
         p.add_argument("--param", action="append", metavar="NAME=VALUE", help="override a spec parameter (repeatable)")
         p.add_argument("--include-dir", action="append", metavar="DIR", help="a folder whose files include: may read, besides the spec's own folder (repeatable)")
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from .errors import Issue, SpecError, capped, did_you_mean, suggestion_budget
-from .expand import FlatSpec, expand
+from .expand import FlatSpec, example_image, expand
 from .files import looks_like_file, shorten
 from .graph import check_graph
 from .ir import IRGraph
@@ -162,6 +162,10 @@ def _stage_lower(c: Compilation) -> None:
     from .lower import lower
 
     ir, issues = lower(c.doc, c.flat)
+    if not issues and c.flat.image is None:  # no image to check: refuse only a neck no size can run
+        from .contract import InputContract
+
+        issues = InputContract.from_ir(ir, c.doc, c.flat).never_lines_up() or []
     if issues:
         raise SpecError(capped(issues))
     c.ir = ir
@@ -225,6 +229,7 @@ def _stage_module(c: Compilation) -> None:
         return_type=ir.return_type,
         params={k: v for k, v in flat.params.items()},
         image=flat.image,
+        example_image=_example_image(c.doc),
         rebuild={
             "spec": c.doc.data,
             "in_channels": [shape.channels for _, shape in ir.inputs],
@@ -241,6 +246,14 @@ def _stage_module(c: Compilation) -> None:
     )
     c.contract.rebuild = info.rebuild
     c.neck = PyramidNeck(c.weights, c.primitive.graph, info)
+
+
+def _example_image(doc: Document) -> tuple[int, int] | None:
+    """The spec example's image as (H, W) (expansion has checked it is well formed)."""
+    image = example_image(doc)
+    if image is None:
+        return None
+    return (image, image) if isinstance(image, int) else (int(image[0]), int(image[1]))
 
 
 def _stage_optimize(c: Compilation) -> None:
@@ -312,9 +325,10 @@ def validate(
     include_dirs: Sequence[str | os.PathLike] = (),
     **params: Any,
 ) -> Analysis:
-    """Check a spec without building modules. ``in_channels`` and ``image`` default to the
-    spec's ``example``; ``include_dirs`` as for :func:`analyze`. Raises :class:`SpecError`
-    listing every problem found."""
+    """Check a spec without building modules. With no ``in_channels`` the spec's ``example`` is
+    checked (its widths, parameters and image); with widths of the caller's, sizes are checked
+    at ``image`` only, and without one only that some image size lines up (see :func:`compile`).
+    ``include_dirs`` as for :func:`analyze`. Raises :class:`SpecError` listing every problem found."""
     return analyze(spec, in_channels, image=image, params=params, include_dirs=include_dirs)
 
 
@@ -340,7 +354,11 @@ def compile(
     ``in_channels`` lists the input widths finest first (or maps input names to widths); with
     none, the spec's ``example`` is used. Spec parameters are overridden by keyword
     (``compile("bifpn", channels=88)``) or with ``params=`` for names that clash with these
-    arguments. ``image`` is used only for the size checks. ``input_names``, ``output_names``
+    arguments. ``image`` is the image size the compile-time size checks use; without one, the
+    example's is used when the example's widths are (no ``in_channels``), and otherwise sizes are
+    not checked at compile time beyond that some image size lines up: the compiled neck checks
+    the sizes it is called with and refuses those it cannot line up with a
+    :class:`~pyramidgraph.NeckInputError` that states the rule they break. ``input_names``, ``output_names``
     and ``return_type`` rename the neck's interface without touching the spec (to match the
     feature names of a backbone or the outputs a detector head expects). ``feature_info``
     (a timm backbone's, see :mod:`pyramidgraph.adapters.timm`) gives the input widths and

@@ -27,6 +27,7 @@ checked: compiled programs guard their own shapes.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
@@ -214,11 +215,36 @@ class InputContract:
         where = f" at {issues[0].path}" if issues[0].path else ""
         problem = issues[0].message.split("; ")[0]  # the rest is a hint for the spec's author
         more = f" (and {len(issues) - 1} more)" if len(issues) > 1 else ""
-        message = f"neck '{self.neck}': input sizes fail{where}: {problem}{more}; expected {self.size_rule()}; got {got}"
+        message = f"neck '{self.neck}': input sizes fail{where}: {problem}{more}; expected {self.size_rule()}{self._too_small(key)}; got {got}"
         if len(self._rejected) >= _MEMO_LIMIT:
             self._rejected.clear()
         self._rejected[key] = message
         raise NeckInputError(message)
+
+    def _too_small(self, key: tuple) -> str:
+        """``", ... too small ..."`` when ``key`` fails only for being small: sizes of its residue
+        classes work once large enough (a window no longer empties, a group norm holds more than
+        one value), which the rule alone would not say. Bisection over whole periods added to
+        both sides at once (a few shape inferences, on the refusal path only)."""
+        classes = self._axis_classes(key)
+        if None in classes:
+            return ""
+        finest = key[self._finest]
+
+        def works(step: int) -> bool:
+            chains = [self._chain(finest[a] + step * self.period, classes[a][1]) for a in (0, 1)]
+            return not self._issues(tuple((h[0], w[0]) for h, w in zip(chains[0], chains[1])))
+
+        high = 16
+        if not works(high):
+            return ""  # fails however large: the rule says why
+        low = 0  # fails
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (low, middle) if works(middle) else (middle, high)
+        h, w = finest[0] + high * self.period, finest[1] + high * self.period
+        stride = 2**self.base_level
+        return f"; these are too small: sizes of the same residue classes work from {self.names[self.checked[self._finest]]} {h}x{w} (image {h * stride}x{w * stride})"
 
     def _issues(self, key: tuple) -> list | None:
         """Shape issues for these sizes of the checked inputs (None: cannot tell)."""
@@ -241,8 +267,29 @@ class InputContract:
 
     def _square(self, first: int, kind: str) -> list | None:
         """Issues for square inputs whose sides form a ``kind`` chain from ``first``."""
-        key = tuple((side, side) for side in ((-(-first >> s)) if kind == "ceil" else first >> s for s in self._steps))
-        return self._issues(key)
+        return self._issues(self._chain(first, kind))
+
+    def never_lines_up(self) -> list | None:
+        """The shape issues of a neck no image size can run, else None (what compiling without an
+        image checks: the sizes themselves are left to the call).
+
+        One shape inference at the friendliest sizes (every map exactly half the next, sides a
+        multiple of every stride, large enough that no window empties) settles it for every
+        sound neck; only when that fails are the other residue classes tried, ceil and floor
+        chains alike, before the neck is called unrunnable."""
+        if not self.checked or self._lowering is None:
+            return None
+        base = self.period * 16
+        issues = self._square(base, "ceil")
+        if not issues:
+            return None
+        if any(not self._square(base + r, kind) for kind in ("ceil", "floor") for r in range(self.period)):
+            return None
+        image = base * 2**self.base_level
+        return [replace(i, message=f"{i.message.split('; ')[0]} at every image size (shown for {image}x{image})") for i in issues]
+
+    def _chain(self, first: int, kind: str) -> tuple:
+        return tuple((side, side) for side in ((-(-first >> s)) if kind == "ceil" else first >> s for s in self._steps))
 
     def size_rule(self) -> str:
         """The sizes this neck takes, in words (derived by shape inference, then remembered)."""

@@ -140,6 +140,9 @@ class FlatSpec:
     outputs: list[OutputDecl]
     return_type: str
     image: tuple[int, int] | None
+    """The image the compile-time size checks use: the caller's (``image=``), or the example's
+    when the caller compiles the example (gives no widths); None otherwise, and then the
+    compiled neck checks the sizes it is called with (:mod:`pyramidgraph.contract`)."""
     example: dict[str, Any]
     include_inputs: list[IncludeInput] = field(default_factory=list)
 
@@ -875,7 +878,11 @@ def _expand(ex: _Expander, doc: Document, image: Any) -> tuple[FlatSpec | None, 
             ex.unknown(bound.ref, bound.scope, bound.where, "input or node")
     outputs = outputs_of(ex, data, env, root)
     return_type = data.get("return", "tuple")
-    image = _image(ex, doc, image)
+    checked = _image(ex, doc, image)
+    # The example (widths, parameters, image) applies as a whole: a caller who gives no widths
+    # compiles the example, so its image is theirs and is checked; a caller with widths of their
+    # own (a converter, an adapter) gets size checks only at an image they give.
+    image = checked if image is not None or ex.user_in_channels is None else None
     name = data.get("name") or (doc.file.rsplit("/", 1)[-1].rsplit(".", 1)[0] if doc.file.endswith((".yaml", ".yml")) else "neck")
     flat = FlatSpec(name, data.get("doc", ""), doc.file, env, inputs, ex.nodes, outputs, return_type, image, data.get("example") or {}, ex.include_inputs)
     return flat, ex.issues
@@ -925,9 +932,19 @@ def _output_name(ref: Any) -> Any:
     return ".".join(parts[-2:]) if (parts[-1] == "pre" or parts[-1].isdigit()) and len(parts) > 1 else parts[-1]
 
 
+def example_image(doc: Document) -> Any:
+    """The image size the spec's ``example`` gives (as written; None when it gives none).
+
+    Compiling the example (no widths given) checks sizes at it; reports and diagrams show map
+    sizes at it when the caller gives no image. A caller with widths of their own is never
+    checked at it unless they pass it as ``image=``."""
+    example = doc.data.get("example") if isinstance(doc.data, dict) else None
+    return example.get("image") if isinstance(example, dict) else None
+
+
 def _image(ex: _Expander, doc: Document, image: Any) -> tuple[int, int] | None:
     if image is None:
-        image = (doc.data.get("example") or {}).get("image")
+        image = example_image(doc)
     if image is None:
         return None
     if isinstance(image, int) and not isinstance(image, bool):

@@ -45,6 +45,7 @@ from torch import nn
 
 from .codegen import build_primitive_graph
 from .compiler import SpecSource, analyze, load
+from .expand import example_image
 from .ir import IRGraph
 from .loader import Document
 from .shape import FeatureShape
@@ -164,9 +165,8 @@ def neck_info(
     docstring for what is counted). ``in_channels`` and ``image`` default to the spec's
     ``example``; ``params`` overrides spec parameters. Raises :class:`SpecError`."""
     doc = load(spec)
-    example = doc.data.get("example") if isinstance(doc.data, dict) else None
-    if image is None and not (isinstance(example, dict) and example.get("image")):
-        image = DEFAULT_IMAGE  # decided before analysing, so the spec is analysed once
+    if image is None:  # costs need sizes: the example's image, else 256x256, checked as if given
+        image = example_image(doc) or DEFAULT_IMAGE
     analysis = analyze(doc, in_channels, image=image, params=params, include_dirs=include_dirs)
     ir = analysis.compilation.run("passes").optimised
     costs = op_costs(ir)

@@ -49,12 +49,16 @@ class NeckInfo:
     return_type: str
     params: dict[str, Any]
     image: tuple[int, int] | None
+    """The image the compile-time size checks used (the caller's, or the example's when the
+    example was compiled); None when the neck was compiled for widths of the caller's without one."""
     rebuild: dict[str, Any] = field(default_factory=dict, repr=False)
     """Arguments that recompile the neck (spec data and compile options), for pickling."""
     optimize: str = "none"
     """The optimisation level (:func:`pyramidgraph.optimize`)."""
     pass_counts: dict[str, int] = field(default_factory=dict, repr=False)
     """Rewrites each optimisation pass made (``inference.<pass>`` for the inference program's)."""
+    example_image: tuple[int, int] | None = None
+    """The spec example's image: ``example_inputs()``'s size when no image was checked."""
 
 
 class PyramidNeck(torch.fx.GraphModule):
@@ -131,10 +135,11 @@ class PyramidNeck(torch.fx.GraphModule):
     def example_inputs(self, batch: int = 1, image: int | tuple[int, int] | None = None) -> list[torch.Tensor]:
         """Random inputs of the right shapes: each input is ``ceil(image / stride)`` on a side.
 
-        ``image`` defaults to the spec example's image size, else 256x256.
+        ``image`` defaults to the image the sizes were checked at, else the spec example's
+        image size, else 256x256.
         """
         if image is None:
-            image = self.info.image or (256, 256)
+            image = self.info.image or self.info.example_image or (256, 256)
         if isinstance(image, int):
             image = (image, image)
         device = next((p.device for p in self.parameters()), torch.device("cpu"))

@@ -181,7 +181,7 @@ class NonLocal(PostOp):
     def infer(self, x, channels):
         if self.reduction < 1:
             raise ShapeError(f"nonlocal: reduction must be at least 1, got {self.reduction}")
-        check_norm(self.norm, x.channels, self.norm_groups)
+        check_norm(self.norm, x.channels, self.norm_groups, x.size)
         return x
 
     def emit(self, e, args, shapes, out):

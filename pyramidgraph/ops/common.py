@@ -135,6 +135,10 @@ def build_norm(kind: str, channels: int, groups: int = 32, eps: float = 1e-5, mo
     return declare(nn.GroupNorm, groups, channels, eps=eps, init=init)
 
 
-def check_norm(kind: str | None, channels: int, groups: int = 32) -> None:
+def check_norm(kind: str | None, channels: int, groups: int = 32, size: tuple[int, int] | None = None) -> None:
+    """A norm's width rule, and (with the normed map's ``size``, when known) torch's refusal of a
+    group norm whose groups hold one value each: that is a size rule, so the input contract names it."""
     if kind == "gn" and channels % groups:
         raise ShapeError(f"group norm with {groups} groups needs channels divisible by {groups}, got {channels}")
+    if kind == "gn" and size is not None and channels // groups * size[0] * size[1] == 1:
+        raise ShapeError(f"group norm of {groups} groups over a {size[0]}x{size[1]} map of {channels} channels normalises one value per group, which torch refuses: the map must be larger than 1x1")

@@ -57,8 +57,9 @@ class Conv(Op):
         width, step = width_and_step("conv", self.stride, self.out, x, site)
         if x.channels % self.groups or width % self.groups:
             raise ShapeError(f"conv with groups={self.groups} needs widths divisible by it, got {x.channels} -> {width}")
-        check_norm(self.norm, width)
-        return FeatureShape(width, x.level + step, window_out(x.size, self.kernel, self.stride, self.padding, self.dilation))
+        size = window_out(x.size, self.kernel, self.stride, self.padding, self.dilation)
+        check_norm(self.norm, width, size=size)
+        return FeatureShape(width, x.level + step, size)
 
     def emit(self, e, args, shapes, out):
         conv = build_conv(shapes[0].channels, out.channels, self.kernel, self.stride, self.padding, self.bias, self.init, self.groups, self.dilation)

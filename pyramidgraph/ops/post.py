@@ -76,7 +76,7 @@ class GroupNorm(PostOp):
         return 2 * out.channels
 
     def infer(self, x, channels):
-        check_norm("gn", x.channels, self.groups)
+        check_norm("gn", x.channels, self.groups, x.size)
         return x
 
     def emit(self, e, args, shapes, out):

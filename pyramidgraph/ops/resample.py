@@ -147,7 +147,7 @@ class Project(ResampleOp):
         return "1x1 proj"
 
     def infer(self, x, target):
-        check_norm(self.norm, target.channels)
+        check_norm(self.norm, target.channels, size=x.size)
         return x.with_(channels=target.channels)
 
     def emit(self, e, args, shapes, out):

@@ -111,7 +111,7 @@ class SelfTransformer(_Transformer):
         inner, out = self.widths(xs[0], channels)
         if inner % self.parts:
             raise ShapeError(f"self_transformer: {inner} query/key channels do not divide into {self.parts} parts; set inner to a multiple of parts")
-        check_norm(self.norm, out, self.norm_groups)
+        check_norm(self.norm, out, self.norm_groups, xs[0].size)
         return xs[0].with_(channels=out)
 
     def weight_estimate(self, shapes, out):
@@ -179,7 +179,7 @@ class GroundingTransformer(_Transformer):
         fine, coarse = xs
         if coarse.level <= fine.level:
             raise ShapeError(f"grounding_transformer reads [fine query map, coarser key/value map]; got levels {fine.level} and {coarse.level}: list the finer map first")
-        check_norm(self.norm, self.widths(xs, channels)[1], self.norm_groups)
+        check_norm(self.norm, self.widths(xs, channels)[1], self.norm_groups, fine.size)
         return fine.with_(channels=self.widths(xs, channels)[1])
 
     def weight_estimate(self, shapes, out):
@@ -249,7 +249,7 @@ class RenderingTransformer(_Transformer):
                     f"not the level-{coarse.level} map's {coarse.size[0]}x{coarse.size[1]}; inputs must be ceil(image / stride), as padded stride-2 convs give them"
                 )
         width = out_width(None, channels, coarse.channels)
-        check_norm(self.norm, width, self.norm_groups)
+        check_norm(self.norm, width, self.norm_groups, coarse.size)
         return coarse.with_(channels=width)
 
     def weight_estimate(self, shapes, out):
