@@ -165,3 +165,17 @@ def test_sizes_too_small_for_a_group_norm_are_refused_with_the_size_that_works()
     )
     with torch.no_grad():
         assert [tuple(o.shape[-2:]) for o in neck(maps(96, [4, 8, 16, 32], [4] * 4))] == [(24, 24), (12, 12), (6, 6), (3, 3), (2, 2)]
+
+
+def test_convert_writes_a_spec_that_runs_fpg_at_strides_8_to_64(tmp_path: Path, capsys):
+    (tmp_path / "cfg.json").write_text(json.dumps(fpg_config([8, 16, 32, 64])))
+    assert main(["convert", "--from", "mmdet", "--config", str(tmp_path / "cfg.json"), "--out", str(tmp_path / "out")]) == 0
+    capsys.readouterr()
+    written = tmp_path / "out" / "neck.yaml"
+    neck = pyramidgraph.compile(str(written)).eval()  # its example: the reference's widths, no image
+    assert neck.info.image is None
+    with torch.no_grad():
+        outputs = neck(maps(512, [8, 16, 32, 64]))
+    assert [tuple(o.shape) for o in outputs] == [(1, 4, 64, 64), (1, 4, 32, 32), (1, 4, 16, 16), (1, 4, 8, 8), (1, 4, 4, 4)]
+    with pytest.raises(NeckInputError, match="expected image sides divisible by 128"):
+        neck(maps(500, [8, 16, 32, 64]))
