@@ -163,9 +163,9 @@ def _stage_lower(c: Compilation) -> None:
 
     ir, issues = lower(c.doc, c.flat)
     if not issues and c.flat.image is None:  # no image to check: refuse only a neck no size can run
-        from .contract import InputContract
+        from .lower import sizes_never_line_up
 
-        issues = InputContract.from_ir(ir, c.doc, c.flat).never_lines_up() or []
+        issues = sizes_never_line_up(c.doc, c.flat, ir)
     if issues:
         raise SpecError(capped(issues))
     c.ir = ir

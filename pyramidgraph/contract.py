@@ -27,7 +27,6 @@ checked: compiled programs guard their own shapes.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
@@ -74,6 +73,7 @@ class InputContract:
         exact_ops: Sequence[str] = (),
         lowering: Callable[[list], list] | None = None,
         rebuild: Mapping[str, Any] | None = None,
+        batch_sensitive: bool = True,
     ):
         self.neck = neck
         self.names = tuple(names)
@@ -93,6 +93,9 @@ class InputContract:
         self._rejected: dict[tuple, str] = {}
         self._classes: dict[tuple, int] = {}
         self._rule: str | None = None
+        self.batch_sensitive = batch_sensitive
+        """Whether a batch of one can fail where larger ones run (a group norm of one channel per
+        group): then sizes are checked for a batch of one on their own."""
         self.precise_checks = 0
         """How many times shape inference ran, for call sizes or for ``size_rule`` (tests read it)."""
 
@@ -110,7 +113,8 @@ class InputContract:
         max_level = max([shape.level for shape in ir.values().values()] + levels)
         exact = [op.name for op in ir.ops if op.op.exact_ratio]
         lowering = _Relower(doc, flat) if doc is not None and flat is not None else None
-        contract = cls(ir.name, [n for n, _ in external], [s.channels for _, s in external], levels, used, max_level, exact, lowering)
+        sensitive = ir.meta.get("batch_sensitive", True)
+        contract = cls(ir.name, [n for n, _ in external], [s.channels for _, s in external], levels, used, max_level, exact, lowering, batch_sensitive=sensitive)
         known = [shape.size for _, shape in external]
         if contract.checked and all(known[i] is not None for i in contract.checked):
             contract._remember(tuple(tuple(known[i]) for i in contract.checked))
@@ -140,12 +144,13 @@ class InputContract:
                 raise NeckInputError(f"neck '{self.neck}': input {self.names[index]}: expected batch size {batch} (as {self.names[first]}), got {n}")
             sizes.append((h, w))
         key = tuple(sizes)
+        one = batch == 1 and self.batch_sensitive  # a group norm of one channel per group on a 1x1 map runs for batches of two and more only
         try:
-            known = key in self._accepted
+            known = (key, one) in self._accepted
         except TypeError:  # symbolic sizes (a tracer other than torch.compile/export): nothing to check
             return xs
         if not known:
-            self._check_sizes(key)
+            self._check_sizes(key, one)
         return xs
 
     def unpack(self, features: Any) -> list[torch.Tensor]:
@@ -185,43 +190,43 @@ class InputContract:
                 classes.append(None)
         return classes
 
-    def _remember(self, key: tuple) -> None:
+    def _remember(self, key: tuple, one: bool = False) -> None:
         if len(self._accepted) >= _MEMO_LIMIT:
             self._accepted.clear()
-        self._accepted[key] = True
+        self._accepted[key, one] = True
         for axis, cls in enumerate(self._axis_classes(key)):
             if cls is not None:
                 first = key[self._finest][axis]
-                self._classes[cls] = min(first, self._classes.get(cls, first))
+                self._classes[cls, one] = min(first, self._classes.get((cls, one), first))
 
-    def _check_sizes(self, key: tuple) -> None:
-        """Accept ``key`` (the sizes of the checked inputs) or raise NeckInputError."""
+    def _check_sizes(self, key: tuple, one: bool = False) -> None:
+        """Accept ``key`` (the sizes of the checked inputs; ``one``: for a batch of one) or raise NeckInputError."""
         if not all(type(side) is int for size in key for side in size):
             return  # symbolic sizes: nothing to check
         for index, size in zip(self.checked, key):
             if min(size) < 1:
                 raise NeckInputError(f"neck '{self.neck}': input {self.names[index]}: expected height and width of at least 1, got {_size(size)}")
         classes = self._axis_classes(key)
-        if all(cls is not None and cls in self._classes and key[self._finest][cls[0]] >= self._classes[cls] for cls in classes):
-            self._remember(key)
+        if all(cls is not None and (cls, one) in self._classes and key[self._finest][cls[0]] >= self._classes[cls, one] for cls in classes):
+            self._remember(key, one)
             return
-        if key in self._rejected:
-            raise NeckInputError(self._rejected[key])
-        issues = self._issues(key)
+        if (key, one) in self._rejected:
+            raise NeckInputError(self._rejected[key, one])
+        issues = self._issues(key, one)
         if issues is None or not issues:
-            self._remember(key)
+            self._remember(key, one)
             return
         got = ", ".join(f"{self.names[i]} {_size(size)}" for i, size in zip(self.checked, key))
         where = f" at {issues[0].path}" if issues[0].path else ""
         problem = issues[0].message.split("; ")[0]  # the rest is a hint for the spec's author
         more = f" (and {len(issues) - 1} more)" if len(issues) > 1 else ""
-        message = f"neck '{self.neck}': input sizes fail{where}: {problem}{more}; expected {self.size_rule()}{self._too_small(key)}; got {got}"
+        message = f"neck '{self.neck}': input sizes fail{where}: {problem}{more}; expected {self.size_rule()}{self._too_small(key, one)}; got {got}"
         if len(self._rejected) >= _MEMO_LIMIT:
             self._rejected.clear()
-        self._rejected[key] = message
+        self._rejected[key, one] = message
         raise NeckInputError(message)
 
-    def _too_small(self, key: tuple) -> str:
+    def _too_small(self, key: tuple, one: bool) -> str:
         """``", ... too small ..."`` when ``key`` fails only for being small: sizes of its residue
         classes work once large enough (a window no longer empties, a group norm holds more than
         one value), which the rule alone would not say. Bisection over whole periods added to
@@ -233,7 +238,7 @@ class InputContract:
 
         def works(step: int) -> bool:
             chains = [self._chain(finest[a] + step * self.period, classes[a][1]) for a in (0, 1)]
-            return not self._issues(tuple((h[0], w[0]) for h, w in zip(chains[0], chains[1])))
+            return not self._issues(tuple((h[0], w[0]) for h, w in zip(chains[0], chains[1])), one)
 
         high = 16
         if not works(high):
@@ -246,14 +251,14 @@ class InputContract:
         stride = 2**self.base_level
         return f"; these are too small: sizes of the same residue classes work from {self.names[self.checked[self._finest]]} {h}x{w} (image {h * stride}x{w * stride})"
 
-    def _issues(self, key: tuple) -> list | None:
+    def _issues(self, key: tuple, one: bool = False) -> list | None:
         """Shape issues for these sizes of the checked inputs (None: cannot tell)."""
         sizes: list[tuple[int, int] | None] = [None] * len(self.names)
         for index, size in zip(self.checked, key):
             sizes[index] = size
-        return self._lower(sizes)
+        return self._lower(sizes, one)
 
-    def _lower(self, sizes: list) -> list | None:
+    def _lower(self, sizes: list, one: bool = False) -> list | None:
         if self._lowering is None and self.rebuild is not None:
             from .compiler import analyze
 
@@ -263,30 +268,11 @@ class InputContract:
         if self._lowering is None:
             return None
         self.precise_checks += 1
-        return self._lowering(sizes)
+        return self._lowering(sizes, one)
 
     def _square(self, first: int, kind: str) -> list | None:
         """Issues for square inputs whose sides form a ``kind`` chain from ``first``."""
         return self._issues(self._chain(first, kind))
-
-    def never_lines_up(self) -> list | None:
-        """The shape issues of a neck no image size can run, else None (what compiling without an
-        image checks: the sizes themselves are left to the call).
-
-        One shape inference at the friendliest sizes (every map exactly half the next, sides a
-        multiple of every stride, large enough that no window empties) settles it for every
-        sound neck; only when that fails are the other residue classes tried, ceil and floor
-        chains alike, before the neck is called unrunnable."""
-        if not self.checked or self._lowering is None:
-            return None
-        base = self.period * 16
-        issues = self._square(base, "ceil")
-        if not issues:
-            return None
-        if any(not self._square(base + r, kind) for kind in ("ceil", "floor") for r in range(self.period)):
-            return None
-        image = base * 2**self.base_level
-        return [replace(i, message=f"{i.message.split('; ')[0]} at every image size (shown for {image}x{image})") for i in issues]
 
     def _chain(self, first: int, kind: str) -> tuple:
         return tuple((side, side) for side in ((-(-first >> s)) if kind == "ceil" else first >> s for s in self._steps))
@@ -344,7 +330,7 @@ class _Relower:
         self.doc = doc
         self.flat = flat
 
-    def __call__(self, sizes: list) -> list:
+    def __call__(self, sizes: list, one: bool = False) -> list:
         from .lower import lower
 
-        return lower(self.doc, self.flat, sizes)[1]
+        return lower(self.doc, self.flat, sizes, single_sample=one)[1]

@@ -22,6 +22,7 @@ questions at its place (:class:`~pyramidgraph.ops.base.Site`): :meth:`Op.at` and
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Iterable, Sequence
 
 from .errors import Issue, did_you_mean
@@ -31,6 +32,7 @@ from .ir import IRGraph, IROp
 from .loader import Document
 from .ops import ResampleOp
 from .ops.base import Site
+from .ops.common import ONE_VALUE_GROUPS, SINGLE_SAMPLE
 from .shape import FeatureShape, ShapeError
 
 __all__ = ["lower", "estimated_parameters", "weight_estimates", "MAX_WEIGHT_BYTES"]
@@ -348,11 +350,55 @@ class _Lowering:
         self.size_refs.setdefault(level, value)
 
 
-def lower(doc: Document, flat: FlatSpec, input_sizes: Sequence[tuple[int, int] | None] | None = None) -> tuple[IRGraph | None, list[Issue]]:
+def lower(
+    doc: Document, flat: FlatSpec, input_sizes: Sequence[tuple[int, int] | None] | None = None, single_sample: bool = False
+) -> tuple[IRGraph | None, list[Issue]]:
     """Lower a graph-checked spec to IR; shape problems come back as issues.
 
     ``input_sizes`` (one ``(height, width)`` per input, or None for an input of unknown size)
-    replaces the sizes ``flat.image`` gives, to check the sizes a neck is called with."""
+    replaces the sizes ``flat.image`` gives, to check the sizes a neck is called with;
+    ``single_sample``: they come in a batch of one, which some ops cannot take at some sizes
+    (:data:`pyramidgraph.ops.common.SINGLE_SAMPLE`)."""
+    token, seen = SINGLE_SAMPLE.set(single_sample), ONE_VALUE_GROUPS.set([])
+    try:
+        ir, issues = _lower(doc, flat, input_sizes)
+        if ir is not None:
+            ir.meta["batch_sensitive"] = bool(ONE_VALUE_GROUPS.get())
+        return ir, issues
+    finally:
+        SINGLE_SAMPLE.reset(token)
+        ONE_VALUE_GROUPS.reset(seen)
+
+
+def sizes_never_line_up(doc: Document, flat: FlatSpec, ir: IRGraph) -> list[Issue]:
+    """The shape issues of a neck no image size can run, else [] (what compiling without an image
+    checks: the sizes themselves are left to the call, :mod:`pyramidgraph.contract`).
+
+    The inputs the neck reads are given the friendliest sizes (each map exactly half the next,
+    sides a multiple of every stride, large enough that no window empties); that settles it for
+    every sound neck. Only when that fails are the other residue classes tried, chains of
+    ``ceil`` and ``floor`` alike, before the neck is called unrunnable."""
+    readers, outputs = ir.users(), {value for _, value in ir.outputs}
+    read = [i for i, (name, _) in enumerate(ir.inputs) if name in readers or name in outputs]
+    if not read:
+        return []
+    levels = [decl.level for decl in flat.inputs]
+    base = min(levels[i] for i in read)
+    period = 2 ** max(max(shape.level for shape in ir.values().values()) - base, 0)
+
+    def issues(first: int, kind: str) -> list[Issue]:
+        sides = {i: -(-first >> (levels[i] - base)) if kind == "ceil" else first >> (levels[i] - base) for i in read}
+        return _lower(doc, flat, [(sides[i], sides[i]) if i in sides else None for i in range(len(levels))])[1]
+
+    friendliest = period * 16
+    found = issues(friendliest, "ceil")
+    if not found or any(not issues(friendliest + r, kind) for kind in ("ceil", "floor") for r in range(period)):
+        return []
+    image = friendliest * 2**base
+    return [replace(i, message=f"{i.message.split('; ')[0]} at every image size (shown for {image}x{image})") for i in found]
+
+
+def _lower(doc: Document, flat: FlatSpec, input_sizes: Sequence[tuple[int, int] | None] | None) -> tuple[IRGraph | None, list[Issue]]:
     lowering = _Lowering(doc, flat)
     inputs = lowering.input_shapes(input_sizes)
     g = dataflow(flat)

@@ -153,18 +153,21 @@ def test_compile_from_feature_info_checks_no_image():
 
 def test_sizes_too_small_for_a_group_norm_are_refused_with_the_size_that_works():
     # mmdetection's FPN with GN(4) of 4 channels: on a 1x1 map each group holds one value, which
-    # torch (and so mmdetection) refuses; ours says so before any conv runs, and which size works
+    # torch (and so mmdetection) refuses for a batch of one; ours says so before any conv runs,
+    # and which size works; a batch of two runs
     config = {"strides": [4, 8, 16, 32], "necks": [{"type": "FPN", "in_channels": [4, 4, 4, 4], "out_channels": 4, "num_outs": 5, "add_extra_convs": "on_output", "norm_cfg": {"type": "GN", "num_groups": 4}}]}
     neck = from_reference("mmdet", config).eval()
     with pytest.raises(NeckInputError) as refused:
         neck(maps(64, [4, 8, 16, 32], [4] * 4))
     assert str(refused.value) == (
-        "neck 'fpn': input sizes fail at nodes.P6: group norm of 4 groups over a 1x1 map of 4 channels normalises one value per group, which torch refuses: "
-        "the map must be larger than 1x1; expected any image size (inputs of ceil or floor of image / stride); these are too small: sizes of the same residue "
+        "neck 'fpn': input sizes fail at nodes.P6: group norm of 4 groups over a 1x1 map of 4 channels normalises one value per group, which torch refuses "
+        "for a batch of one: the map must be larger than 1x1, or the batch larger; expected any image size (inputs of ceil or floor of image / stride); these are too small: sizes of the same residue "
         "classes work from C2 32x32 (image 128x128); got C2 16x16, C3 8x8, C4 4x4, C5 2x2"
     )
     with torch.no_grad():
         assert [tuple(o.shape[-2:]) for o in neck(maps(96, [4, 8, 16, 32], [4] * 4))] == [(24, 24), (12, 12), (6, 6), (3, 3), (2, 2)]
+        two = [torch.cat([x, x]) for x in maps(64, [4, 8, 16, 32], [4] * 4)]  # a batch of two: torch runs it, and so does ours
+        assert [tuple(o.shape) for o in neck(two)] == [(2, 4, 16, 16), (2, 4, 8, 8), (2, 4, 4, 4), (2, 4, 2, 2), (2, 4, 1, 1)]
 
 
 def test_convert_writes_a_spec_that_runs_fpg_at_strides_8_to_64(tmp_path: Path, capsys):

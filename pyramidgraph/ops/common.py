@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
 from typing import TYPE_CHECKING, Any, Callable, Literal, Union
 
@@ -20,7 +21,7 @@ Padding = Union[int, Literal["same"], None]
 
 Init = Literal["default", "xavier_uniform", "kaiming_uniform", "normal"]
 
-ActName = Literal["relu", "relu6", "silu", "gelu", "sigmoid", "tanh", "hardswish", "mish", "leaky_relu"]
+ActName = Literal["relu", "relu6", "silu", "gelu", "sigmoid", "tanh", "hardswish", "mish", "leaky_relu", "elu", "selu", "celu", "hardsigmoid", "gelu_tanh", "quick_gelu", "hard_mish"]
 """What ``{act: NAME}`` and ``act:`` parameters accept; :func:`activation` gives the function."""
 
 
@@ -30,7 +31,13 @@ def activation(name: str) -> Callable:
     import torch
     import torch.nn.functional as F
 
-    functions = {"relu": F.relu, "relu6": F.relu6, "silu": F.silu, "gelu": F.gelu, "sigmoid": torch.sigmoid, "tanh": torch.tanh, "hardswish": F.hardswish, "mish": F.mish, "leaky_relu": F.leaky_relu}
+    from . import activations
+
+    functions = {
+        "relu": F.relu, "relu6": F.relu6, "silu": F.silu, "gelu": F.gelu, "sigmoid": torch.sigmoid, "tanh": torch.tanh, "hardswish": F.hardswish, "mish": F.mish,
+        "leaky_relu": F.leaky_relu, "elu": F.elu, "selu": F.selu, "celu": F.celu, "hardsigmoid": F.hardsigmoid,
+        "gelu_tanh": activations.gelu_tanh, "quick_gelu": activations.quick_gelu, "hard_mish": activations.hard_mish,
+    }  # fmt: skip
     return functions[name]
 
 
@@ -135,10 +142,24 @@ def build_norm(kind: str, channels: int, groups: int = 32, eps: float = 1e-5, mo
     return declare(nn.GroupNorm, groups, channels, eps=eps, init=init)
 
 
+SINGLE_SAMPLE: contextvars.ContextVar[bool] = contextvars.ContextVar("single_sample", default=False)
+"""Set while the input contract checks sizes that come in a batch of one (:func:`pyramidgraph.lower.lower`)."""
+ONE_VALUE_GROUPS: contextvars.ContextVar[list | None] = contextvars.ContextVar("one_value_groups", default=None)
+"""While a spec is lowered, collects the group norms of one channel per group: a neck with one
+checks the sizes of a batch of one on their own (``IRGraph.meta["batch_sensitive"]``)."""
+
+
 def check_norm(kind: str | None, channels: int, groups: int = 32, size: tuple[int, int] | None = None) -> None:
-    """A norm's width rule, and (with the normed map's ``size``, when known) torch's refusal of a
-    group norm whose groups hold one value each: that is a size rule, so the input contract names it."""
+    """A norm's width rule, and (with the normed map's ``size``, when known, for a batch of one)
+    torch's refusal of a group norm whose groups hold one value each (``F.group_norm`` refuses
+    ``batch * channels / groups * height * width == 1``): a size rule, so the input contract names it."""
     if kind == "gn" and channels % groups:
         raise ShapeError(f"group norm with {groups} groups needs channels divisible by {groups}, got {channels}")
-    if kind == "gn" and size is not None and channels // groups * size[0] * size[1] == 1:
-        raise ShapeError(f"group norm of {groups} groups over a {size[0]}x{size[1]} map of {channels} channels normalises one value per group, which torch refuses: the map must be larger than 1x1")
+    seen = ONE_VALUE_GROUPS.get()
+    if kind == "gn" and channels == groups and seen is not None:
+        seen.append(channels)
+    if kind == "gn" and size is not None and channels // groups * size[0] * size[1] == 1 and SINGLE_SAMPLE.get():
+        raise ShapeError(
+            f"group norm of {groups} groups over a {size[0]}x{size[1]} map of {channels} channels normalises one value per group, which torch refuses "
+            "for a batch of one: the map must be larger than 1x1, or the batch larger"
+        )

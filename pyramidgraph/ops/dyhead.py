@@ -42,7 +42,10 @@ differ, this is mmdet:
 Both give the finer neighbour a stride-2 conv (``low``) and the coarser one a stride-1 conv
 then upsampling (``high``). The inputs must have one width and consecutive levels, each map
 ``ceil(size / 2)`` of the one before (a padded stride-2 conv's output), as the stride-2 conv's
-output must line up with the offsets.
+output must line up with the offsets. (A 1x1 map with one channel per GroupNorm group runs at a
+batch above 1 only, as in mmdet: torch refuses to normalise one value.) With one level only the mid conv runs, but
+the low and high convs are declared all the same, as mmdet builds them (its checkpoints have
+their weights).
 """
 
 from __future__ import annotations
@@ -135,7 +138,8 @@ class DyHeadBlock(ApplyOp):
         width = out_width(None, channels, first.channels)
         if self.norm_groups < 1:
             raise ShapeError(f"dyhead_block: norm_groups must be at least 1, got {self.norm_groups}")
-        check_norm("gn", width, self.norm_groups)
+        for x in xs:  # the spatial convs' group norms run on every level's map
+            check_norm("gn", width, self.norm_groups, x.size)  # the 1x1-map rule holds for a batch of one only: the contract checks it then
         if width < 4:
             raise ShapeError(f"dyhead_block: DyReLU squeezes the width by 4, so it must be at least 4, got {width}")
         return [x.with_(channels=width) for x in xs]
@@ -195,4 +199,8 @@ class DyHeadBlock(ApplyOp):
             if count > 1:
                 summed = e.call_function(operator.truediv, summed, count)
             outs.append(task(summed))
+        for name in ("spatial_conv_high", "spatial_conv_mid", "spatial_conv_low"):
+            if name not in weights:  # one level: mmdet builds the low and high convs all the same, and its checkpoints hold them
+                weights[name] = e.parameter(f"{name}.conv.weight", deform_weight(cin, width, 3))
+                e.keep(f"{name}.norm", build_norm("gn", width, self.norm_groups))
         return outs
