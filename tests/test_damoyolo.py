@@ -128,7 +128,6 @@ BASE = {"block_name": "BasicBlock_3x3_Reverse"}
             {"block_name": "BasicBlock"},
             "block_name 'BasicBlock': the reference's CSPStage builds only 'BasicBlock_3x3_Reverse' blocks and raises NotImplementedError for any other name (the constructor's default 'BasicBlock' too)",
         ),
-        ({"act": "hardsigmoid"}, "act 'hardsigmoid' is not supported: the spec's units take relu, silu, leaky_relu or none (the code's relu, silu/swish, lrelu, identity)"),
         ({"act": "gelu"}, "act 'gelu' is not one of the reference's activations (relu, silu, swish, lrelu, hardsigmoid, identity); the reference raises AttributeError 'Unsupported act type: gelu'"),
         ({"depthh": 1.0}, "unknown config key 'depthh'; did you mean 'depth'? (GiraffeNeckV2 takes: act, block_name, depth, depthwise, hidden_ratio, in_channels, in_features, out_channels, spp, strides)"),
         ({"name": "GiraffeNeck"}, "name 'GiraffeNeck': this converter reproduces 'GiraffeNeckV2', the one neck DAMO-YOLO's build_neck knows"),
@@ -136,6 +135,12 @@ BASE = {"block_name": "BasicBlock_3x3_Reverse"}
         ({"strides": [8, 16, 64]}, "strides [8, 16, 64]: the neck joins its levels with stride-2 convs and x2 upsampling, so each stride must be twice the one before, powers of two ([8, 16, 32])"),
         ({"depthwise": 1}, "depthwise must be true or false, not 1"),
         ({"hidden_ratio": 0}, "hidden_ratio must be above 0, not 0"),
+        ({"act": None}, "act None: every block's RepConv calls its activation, which is then None, so the reference's forward fails (TypeError); use 'identity' for no activation"),
+        ({"out_channels": [256, 1, 1024]}, "merge_7 outputs 1 channel(s): its conv1 gets 1 // 2 = 0 channels, so the reference's forward fails; give it at least 2"),
+        (
+            {"in_channels": [16, 24, 32], "out_channels": [2, 24, 32], "hidden_ratio": 0.5},
+            "hidden_ratio 0.5: the blocks of merge_5 (1 channels) get int(1 * 0.5) = 0 hidden channels, so the reference's forward fails",
+        ),
     ],
     ids=lambda v: str(v)[:30],
 )
@@ -152,6 +157,14 @@ def test_a_missing_block_name_is_fine_when_no_block_is_built():
     with pytest.raises(pyramidgraph.SpecError) as info:
         conversion(SOURCE, {"depth": 0.2, "in_channels": [16, 24, 32], "out_channels": [16, 24, 32]})
     assert info.value.issues[0].message.startswith("block_name 'BasicBlock': ")
+
+
+def test_what_the_code_reads_only_in_blocks_is_free_without_blocks():
+    """Without blocks (depth rounding 3 * depth to 0) the reference adds no SPP and no RepConv, so
+    spp: true and act: null build and run there (tests/sweeps/damoyolo.py records both)."""
+    for extra in ({"spp": True}, {"act": None}):
+        plan = conversion(SOURCE, {**BASE, "depth": 0.0, "in_channels": [16, 24, 32], "out_channels": [16, 24, 32], **extra})
+        assert plan.params["depth"] == 0.0
 
 
 def test_bad_widths_in_the_spec_are_spec_errors():

@@ -246,7 +246,6 @@ def test_official_names_map_onto_the_spec_by_prefix():
         ({"hidden_dim": 250, "nhead": 8}, "hidden_dim 250 does not divide into nhead 8 heads, so the reference's nn.MultiheadAttention cannot be built"),
         ({"hidden_dim": 18, "nhead": 3}, "hidden_dim 18 is not divisible by 4, which the 2-D sin-cos position embedding needs: the reference's forward fails its assertion"),
         ({"use_encoder_idx": [3]}, "use_encoder_idx entry 3 names no input: the reference indexes its 3 projected maps with it (an IndexError in forward)"),
-        ({"act": "hardsigmoid"}, "act 'hardsigmoid' is not supported: no op here applies it (silu, swish, relu, leaky_relu, gelu or null are)"),
         ({"enc_act": "tanh"}, "enc_act 'tanh': the reference's get_activation knows silu, swish, relu, leaky_relu, gelu and hardsigmoid (or null), so it cannot build this"),
         (
             {"feat_strides": [8, 16, 64]},

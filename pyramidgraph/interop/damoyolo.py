@@ -16,9 +16,12 @@ strided ``conv_bn_act`` edge of a node of its own (``conv``, ``bn``; with ``dept
 ``depthwise_conv.{conv,bn}``/``pointwise_conv.{conv,bn}``), and each ``merge_<k>`` one
 ``csp_stage`` post op whose submodules carry the code's names, so the map is by prefix.
 
-What the code cannot do is refused with its reason: ``spp: true`` fails in the code itself,
-``block_name`` other than ``BasicBlock_3x3_Reverse`` raises NotImplementedError there (the
-constructor's default, ``BasicBlock``, too), and ``hardsigmoid`` has no counterpart here.
+What the code cannot do is refused with its reason: ``spp: true`` with blocks fails in the code
+itself (without blocks it adds nothing and runs), ``block_name`` other than
+``BasicBlock_3x3_Reverse`` raises NotImplementedError there when the stages have blocks (the
+constructor's default, ``BasicBlock``, too), ``act: null`` with (non-depthwise) blocks makes
+their RepConv call None, widths that leave a stage's convolutions empty (a stage width of 1, or
+``int(width * hidden_ratio)`` of 0 in its blocks) fail in its forward.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ ACTIVATIONS: dict[Any, str | None] = {  # the code's get_activation names -> our
     "silu": "silu",
     "swish": "silu",  # x * sigmoid(x), in place
     "lrelu": "leaky_relu",  # LeakyReLU(0.1)
+    "hardsigmoid": "hardsigmoid",
     "identity": None,
     None: None,
 }
@@ -84,8 +88,6 @@ def _flag(config: Mapping[str, Any], key: str) -> bool:
 
 
 def _activation(name: Any) -> str | None:
-    if name == "hardsigmoid":
-        raise ConversionError(SOURCE, "act 'hardsigmoid' is not supported: the spec's units take relu, silu, leaky_relu or none (the code's relu, silu/swish, lrelu, identity)")
     if not (name is None or isinstance(name, str)) or name not in ACTIVATIONS:
         raise ConversionError(SOURCE, f"act {name!r} is not one of the reference's activations (relu, silu, swish, lrelu, hardsigmoid, identity); the reference raises AttributeError 'Unsupported act type: {name}'")
     return ACTIVATIONS[name]
@@ -113,13 +115,13 @@ class GiraffeNeckV2(Reference):
         act = _activation(config["act"])
         if depth < 0:
             raise ConversionError(SOURCE, f"depth must be at least 0, not {depth!r}")
-        if spp:
+        blocks = round(3 * depth)
+        if spp and blocks:
             raise ConversionError(
                 SOURCE,
                 "spp=True is broken in the reference itself: CSPStage appends the SPP output to the maps it concatenates, so conv3 gets more channels than it "
                 "was built for and the forward fails with a RuntimeError; use spp: false (every released config does)",
             )
-        blocks = round(3 * depth)
         if blocks and config["block_name"] != BLOCK:
             raise ConversionError(
                 SOURCE, f"block_name {config['block_name']!r}: the reference's CSPStage builds only {BLOCK!r} blocks and raises NotImplementedError for any other name (the constructor's default 'BasicBlock' too)"
@@ -127,6 +129,16 @@ class GiraffeNeckV2(Reference):
         hidden_used = blocks > 0 and not depthwise  # the Nano blocks and a stage without blocks never read it
         if hidden_used and hidden_ratio <= 0:
             raise ConversionError(SOURCE, f"hidden_ratio must be above 0, not {hidden_ratio!r}")
+        if blocks and not depthwise and config["act"] is None:
+            raise ConversionError(SOURCE, "act None: every block's RepConv calls its activation, which is then None, so the reference's forward fails (TypeError); use 'identity' for no activation")
+        stages = {"merge_3": in_channels[2], "merge_4": in_channels[1], "merge_5": out_channels[0], "merge_7": out_channels[1], "merge_6": out_channels[2]}
+        for stage, width in stages.items():  # widths the reference builds as empty convolutions, which its forward cannot run
+            if width < 2:
+                raise ConversionError(SOURCE, f"{stage} outputs {width} channel(s): its conv1 gets {width} // 2 = 0 channels, so the reference's forward fails; give it at least 2")
+            if hidden_used and int((width - width // 2) * hidden_ratio) < 1:
+                raise ConversionError(
+                    SOURCE, f"hidden_ratio {hidden_ratio!r}: the blocks of {stage} ({width - width // 2} channels) get int({width - width // 2} * {hidden_ratio!r}) = 0 hidden channels, so the reference's forward fails"
+                )
         first = _first_level(config.get("strides", [8, 16, 32]))
         key_map = KeyMap()
         for reference, ours in STRIDED.items():

@@ -11,20 +11,24 @@ How effdet builds the neck, and the spec parameter each choice becomes:
 * levels ``min_level .. max_level``; backbone levels beyond the inputs are made by
   ``resample.<i>`` (``ResampleFeatureMap``: a 1x1 ``ConvBnAct2d`` where widths differ, then
   ``downsample_type``) from the level below: the spec's extra nodes ``P<l>``;
-* ``fpn_cell_repeats`` cells (``cell.<k>``), each with the nodes of ``get_fpn_config(fpn_name)``
+* ``fpn_cell_repeats`` cells (``cell.<k>``; none: the levels are returned as they are), each with the nodes of ``get_fpn_config(fpn_name)``
   (``fnode.<j>``): ``combine`` resamples every input separately (``resample.<offset>``) and
   weighs them (``fastattn``, ``attn``, ``sum``: the spec's ``fusion`` fast, softmax, sum), then
   ``after_combine`` runs act -> conv -> BN (``conv_bn_relu_pattern``: conv -> BN -> act);
+  ``bifpn_*`` is the spec's ``layout: bifpn``, ``pan_fa``/``pan_sum`` its ``layout: pan``, whose
+  two one-input nodes keep effdet's single ``edge_weights`` (the spec's ``input_weight`` op),
+  ``qufpn_fa``/``qufpn_sum`` its ``layout: qufpn`` (the final sums weigh fast in both, as effdet);
 * ``pad_type 'same'`` gives the stride-2 pools TensorFlow's padding (``padding: same``); the
   3x3 convs pad 1 either way;
 * the node convs have a bias when ``redundant_bias`` (pre-activation only), the projections
   when ``not apply_resample_bn or redundant_bias``;
 * every BatchNorm takes ``norm_kwargs`` (eps 1e-3, momentum 0.01 for every model).
 
-Not covered (a :func:`ConversionError` says so): the ``pan_*`` and ``qufpn_*`` layouts, a
-custom ``fpn_config`` or ``norm_layer``, activations the spec language lacks (elu, selu...),
-and images so small or so thin that effdet itself skips a resampling (one side stops halving
-before the other; average pooling of a 1x1 map).
+Not covered (a :func:`ConversionError` says so): a custom ``fpn_config`` or ``norm_layer``, activations the
+spec language lacks (elu, selu, celu, prelu, hard_sigmoid, gelu_tanh...: effdet runs them), and
+images so small or so thin that effdet itself skips a resampling (one side stops halving before
+the other; average pooling of a 1x1 map: effdet runs those, but its maps then differ from the
+sizes it computes for their levels, which the spec cannot follow).
 """
 
 from __future__ import annotations
@@ -116,10 +120,12 @@ MODEL_CONFIGS: dict[str, dict[str, Any]] = {
 }
 """effdet's ``efficientdet_model_param_dict``: what each model changes of :data:`DEFAULT_CONFIG`."""
 
-_WEIGHTS = {"bifpn_fa": "fast", "bifpn_attn": "softmax", "bifpn_sum": "sum"}
+_WEIGHTS = {"bifpn_fa": "fast", "bifpn_attn": "softmax", "bifpn_sum": "sum", "pan_fa": "fast", "pan_sum": "sum", "qufpn_fa": "fast", "qufpn_sum": "sum"}
+"""effdet's layouts the spec reproduces -> the spec's ``fusion`` (``layout``: the name's prefix)."""
 _ACTS = {
     "swish": "silu", "silu": "silu", "relu": "relu", "relu6": "relu6", "leaky_relu": "leaky_relu", "mish": "mish",
     "hard_swish": "hardswish", "hardswish": "hardswish", "gelu": "gelu", "sigmoid": "sigmoid", "tanh": "tanh", "identity": "identity",
+    "elu": "elu", "selu": "selu", "celu": "celu", "hard_sigmoid": "hardsigmoid", "gelu_tanh": "gelu_tanh", "quick_gelu": "quick_gelu", "hard_mish": "hard_mish",
 }
 """timm's ``get_act_layer`` names -> the spec's activations (``leaky_relu``: nn.LeakyReLU's slope 0.01)."""
 _POOLS = ("max", "avg")
@@ -141,6 +147,50 @@ def _size(value: Any) -> tuple[int, int]:
     if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
         raise ConversionError(EffdetBiFpn.source, f"image_size must be (H, W) positive integers, got {value!r}")
     return size  # type: ignore[return-value]
+
+
+def _pan_nodes(lo: int, hi: int) -> list[tuple[str, list[tuple[int, str]]]]:
+    """effdet's ``panfpn_config`` nodes in order, as :func:`_effdet_nodes`: top-down from the
+    coarsest level (one input there), then bottom-up from the finest (one input there)."""
+    count = hi - lo + 1
+    nodes: list[tuple[str, list[tuple[int, str]]]] = []
+    for j, level in enumerate(range(hi, lo - 1, -1)):
+        inputs = [(level - lo, f"P{level}")] + ([(count + j - 1, f"P{level + 1}_pan_td")] if level < hi else [])
+        nodes.append((f"P{level}_pan_td", inputs))
+    for j, level in enumerate(range(lo, hi + 1)):
+        inputs = [(count + hi - level, f"P{level}_pan_td")] + ([(2 * count + j - 1, f"P{level - 1}_pan_out")] if level > lo else [])
+        nodes.append((f"P{level}_pan_out", inputs))
+    return nodes
+
+
+def _quad_nodes(lo: int, hi: int) -> list[tuple[str, list[tuple[int, str]]]]:
+    """effdet's ``qufpn_config`` nodes in order, as :func:`_effdet_nodes`. effdet tracks, per
+    level, the nodes made there (``node_ids``) and repeats an entry where a path skips a level;
+    so does ``ids`` here, holding (offset, spec name) pairs."""
+    ids = {level: [(level - lo, f"P{level}")] for level in range(lo, hi + 1)}
+    nodes: list[tuple[str, list[tuple[int, str]]]] = []
+
+    def add(level: int, name: str, inputs: list[tuple[int, str]]) -> None:
+        ids[level].append((hi - lo + 1 + len(nodes), name))
+        nodes.append((name, inputs))
+
+    for level in range(hi - 1, lo - 1, -1):  # path 1, top-down
+        add(level, f"P{level}_q1", [ids[level][-1], ids[level + 1][-1]])
+    ids[hi].append(ids[hi][-1])
+    for level in range(lo + 1, hi):  # path 2, bottom-up
+        add(level, f"P{level}_q2", ids[level] + [ids[level - 1][-1]])
+    add(hi, f"P{hi}_q2", [ids[hi][0], ids[hi - 1][-1]])
+    ids[lo].append(ids[lo][-1])
+    for level in range(lo + 1, hi + 1):  # path 3, bottom-up from the inputs
+        add(level, f"P{level}_q3", [ids[level][0], ids[level - 1][-1] if level != lo + 1 else ids[level - 1][0]])
+    ids[lo].append(ids[lo][-1])
+    for level in range(hi - 1, lo, -1):  # path 4, top-down
+        add(level, f"P{level}_q4", [ids[level][0], ids[level][-1], ids[level + 1][-1]])
+    add(lo, f"P{lo}_q4", [ids[lo][0], ids[lo + 1][-1]])
+    ids[hi].append(ids[hi][-1])
+    for level in range(lo, hi + 1):  # the sum of paths 2 and 4 (1 and 4 at the finest, 2 and 3 at the coarsest)
+        add(level, f"P{level}_quad", [ids[level][2], ids[level][4]])
+    return nodes
 
 
 def _effdet_nodes(lo: int, hi: int) -> list[tuple[str, list[tuple[int, str]]]]:
@@ -190,7 +240,8 @@ class EffdetBiFpn(Reference):
             raise self.fail("a custom fpn_config is not supported; use fpn_name bifpn_fa, bifpn_attn or bifpn_sum")
         fpn_name = c.get("fpn_name") or "bifpn_fa"
         if fpn_name not in _WEIGHTS:
-            raise self.fail(f"fpn_name '{fpn_name}' is not a BiFPN layout; the bifpn spec reproduces {', '.join(_WEIGHTS)}")
+            raise self.fail(f"fpn_name '{fpn_name}' is not one of effdet's layouts the bifpn spec reproduces: {', '.join(_WEIGHTS)}")
+        layout = fpn_name.split("_")[0]
         if c.get("norm_layer") is not None:
             raise self.fail("only effdet's default norm_layer (BatchNorm2d) is supported")
         norm = dict(c.get("norm_kwargs") or {})
@@ -211,8 +262,8 @@ class EffdetBiFpn(Reference):
         if up not in _INTERPOLATIONS:
             raise self.fail(f"upsample_type '{up}' is not supported: {', '.join(_INTERPOLATIONS)}")
         cells = int(c["fpn_cell_repeats"])
-        if cells < 1:
-            raise self.fail(f"fpn_cell_repeats must be 1 or more, got {cells}")
+        if cells < 0:
+            raise self.fail(f"fpn_cell_repeats must be 0 or more, got {cells}")
         image = _size(c["image_size"])
         self.check_sizes(image, lo, hi, down)
 
@@ -237,8 +288,10 @@ class EffdetBiFpn(Reference):
             "down": down,
             "up": up,
             "padding": padding,
+            "layout": layout,
         }
-        return Conversion("bifpn", in_channels, params, self.key_map(lo, hi, len(in_channels), cells, pre_act, separable), return_type="list", image=image)
+        key_map = self.key_map(lo, hi, len(in_channels), cells, pre_act, separable, layout, params["fusion"] != "sum")
+        return Conversion("bifpn", in_channels, params, key_map, return_type="list", image=image)
 
     def check_sizes(self, image: tuple[int, int], lo: int, hi: int, down: str) -> None:
         """effdet resamples by the sizes it computes (``get_feat_sizes``), the spec by levels:
@@ -258,16 +311,19 @@ class EffdetBiFpn(Reference):
                 raise self.fail(f"image {image[0]}x{image[1]}: level {level - 1} is 1x1 and so is level {level}; effdet leaves it as is, average pooling would divide it by 9")
 
     @staticmethod
-    def key_map(lo: int, hi: int, num_inputs: int, cells: int, pre_act: bool, separable: bool) -> KeyMap:
+    def key_map(lo: int, hi: int, num_inputs: int, cells: int, pre_act: bool, separable: bool, layout: str = "bifpn", weighted: bool = True) -> KeyMap:
+        """effdet's keys -> the spec's. A node of one input has no fuse op: its ``edge_weights``
+        is the ``input_weight`` op, ``post0``, before the node's other post ops."""
         key_map = KeyMap(leaves={"edge_weights": "weight"})
         for index in range(num_inputs, hi - lo + 1):
             level = lo + index
             key_map.add(f"resample.{index}.conv", f"P{level}.from_P{level - 1}")
-        conv, bn = ("post1", "post2") if pre_act else ("post0", "post1")
         for k in range(cells):
-            for j, (name, inputs) in enumerate(_effdet_nodes(lo, hi)):
+            for j, (name, inputs) in enumerate({"bifpn": _effdet_nodes, "pan": _pan_nodes, "qufpn": _quad_nodes}[layout](lo, hi)):
                 ref, ours = f"cell.{k}.fnode.{j}", f"cell{k}.{name}"
-                key_map.add(f"{ref}.combine", f"{ours}.fuse")
+                first = 1 if len(inputs) == 1 and weighted else 0
+                conv, bn = (f"post{first + 1}", f"post{first + 2}") if pre_act else (f"post{first}", f"post{first + 1}")
+                key_map.add(f"{ref}.combine", f"{ours}.{'fuse' if len(inputs) > 1 else 'post0'}")
                 for offset, source in inputs:
                     key_map.add(f"{ref}.combine.resample.{offset}.conv", f"{ours}.from_{source}")
                 if separable:

@@ -28,7 +28,12 @@ __all__ = ["ACTS", "check_keys", "conv_module", "first_level", "mmcv_act", "no_i
 SOURCE = MMDetNecks.source
 PLAIN_CONVS = (None, {"type": "Conv2d"}, {"type": "Conv"})
 # mmcv activation type -> the spec's act name
-ACTS = {"ReLU": "relu", "ReLU6": "relu6", "SiLU": "silu", "Swish": "silu", "GELU": "gelu", "Sigmoid": "sigmoid", "Tanh": "tanh", "HSwish": "hardswish", "Mish": "mish", "LeakyReLU": "leaky_relu"}
+ACTS = {
+    "ReLU": "relu", "ReLU6": "relu6", "SiLU": "silu", "Swish": "silu", "GELU": "gelu", "Sigmoid": "sigmoid", "Tanh": "tanh", "HSwish": "hardswish", "Mish": "mish",
+    "LeakyReLU": "leaky_relu", "ELU": "elu", "HSigmoid": "hardsigmoid",
+}  # fmt: skip
+ACT_DEFAULTS = {"ELU": {"alpha": 1.0}, "HSigmoid": {"bias": 3.0, "divisor": 6.0, "min_value": 0.0, "max_value": 1.0}, "GELU": {"approximate": "none"}}
+"""The arguments of an activation the spec's op has fixed: only these values are modelled (``GELU``'s tanh form is ``gelu_tanh``)."""
 
 
 def fail(kind: str, message: str) -> ConversionError:
@@ -84,6 +89,11 @@ def mmcv_act(kind: str, act_cfg: Mapping[str, Any] | None) -> tuple[str | None, 
     name = act_cfg.get("type")
     if name not in ACTS:
         raise fail(kind, f"act_cfg type {name!r} is not supported ({', '.join(ACTS)} or None)")
+    if name == "GELU" and act_cfg.get("approximate") == "tanh":
+        return "gelu_tanh", 0.01
+    for key, default in ACT_DEFAULTS.get(name, {}).items():
+        if key in act_cfg and act_cfg[key] != default:
+            raise fail(kind, f"act_cfg {name} with {key}={act_cfg[key]!r}: only {key}={default!r} is modelled")
     return ACTS[name], float(act_cfg.get("negative_slope", 0.01)) if name == "LeakyReLU" else 0.01
 
 

@@ -41,8 +41,8 @@ DEFAULTS: dict[str, Any] = {
     "eval_spatial_size": None,
     "version": "v2",
 }
-ACTIVATIONS = {"silu": "silu", "swish": "silu", "relu": "relu", "leaky_relu": "leaky_relu", "gelu": "gelu"}
-"""``get_activation``'s names (it lower-cases them) and ours; its ``hardsigmoid`` has no op here."""
+ACTIVATIONS = {"silu": "silu", "swish": "silu", "relu": "relu", "leaky_relu": "leaky_relu", "gelu": "gelu", "hardsigmoid": "hardsigmoid"}
+"""``get_activation``'s names (it lower-cases them) and ours."""
 MAX_LAYERS = 64
 
 
@@ -63,8 +63,6 @@ def _activation(key: str, value: Any) -> str | None:
         return None
     if isinstance(value, str) and value.lower() in ACTIVATIONS:
         return ACTIVATIONS[value.lower()]
-    if isinstance(value, str) and value.lower() == "hardsigmoid":
-        raise ConversionError(SOURCE, f"{key} 'hardsigmoid' is not supported: no op here applies it (silu, swish, relu, leaky_relu, gelu or null are)")
     raise ConversionError(SOURCE, f"{key} {value!r}: the reference's get_activation knows silu, swish, relu, leaky_relu, gelu and hardsigmoid (or null), so it cannot build this")
 
 

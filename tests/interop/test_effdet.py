@@ -149,7 +149,7 @@ def test_conversion_parameters():
     assert params == {
         "channels": 384, "cells": 8, "first_level": 3, "max_level": 7, "fusion": "sum", "act": "silu", "order": "act_conv_bn",
         "separable": True, "conv_bias": True, "bn_eps": 1e-3, "bn_momentum": 0.01, "resample_bn": True, "resample_bias": True,
-        "down": "max", "up": "nearest", "padding": "same",
+        "down": "max", "up": "nearest", "padding": "same", "layout": "bifpn",
     }
     assert conversion(SOURCE, config).image == (100, 76)
     plain = conversion(SOURCE, dict(config, base_config="resdet50", overrides={"conv_bn_relu_pattern": True, "redundant_bias": True})).params
@@ -172,13 +172,12 @@ def base(**overrides) -> dict:
 @pytest.mark.parametrize(
     "config, message",
     [
-        (base(fpn_name="pan_fa"), "fpn_name 'pan_fa' is not a BiFPN layout"),
-        (dict(base(), base_config="cspdarkdet53m"), "fpn_name 'qufpn_fa' is not a BiFPN layout"),
+        (base(fpn_name="pan_max"), "fpn_name 'pan_max' is not one of effdet's layouts the bifpn spec reproduces: bifpn_fa, bifpn_attn, bifpn_sum, pan_fa, pan_sum, qufpn_fa, qufpn_sum"),
         (base(fpn_config={"nodes": []}), "custom fpn_config is not supported"),
         (base(max_level=8), "num_levels is 5 but min_level 3 .. max_level 8 is 6 levels"),
         (dict(base(), reductions=[4, 8, 16]), "the reductions must be [8, 16, 32]"),
         (dict(base(), in_channels=[8] * 6, reductions=[2**i for i in range(3, 9)]), "6 inputs with 6 reductions for 5 levels"),
-        (base(act_type="selu"), "act_type 'selu' is not supported"),
+        (base(act_type="prelu"), "act_type 'prelu' is not supported"),
         (base(pad_type="valid"), "pad_type 'valid' is not supported"),
         (base(downsample_type="trilinear"), "downsample_type 'trilinear' is not supported"),
         (base(downsample_type="area"), "downsample_type 'area' is not supported"),
@@ -193,6 +192,18 @@ def test_unsupported_configs_are_refused(config: dict, message: str):
     with pytest.raises(SpecError) as info:
         from_reference(SOURCE, config)
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize(("name", "layout", "nodes"), [("cspresdext50pan", "pan", 2 * 5), ("cspdarkdet53m", "qufpn", 4 * 4 + 5), ("efficientdet_q1", "qufpn", 4 * 4 + 5)])
+def test_pan_and_quad_layouts_convert(name: str, layout: str, nodes: int):
+    """effdet runs its pan_* and qufpn_* layouts (tests/sweeps/effdet_bifpn.py compares them):
+    a PAN cell has a top-down and a bottom-up node per level, a quad cell four paths of L - 1
+    nodes (the third and fourth start from the inputs) and L sums."""
+    config = {"base_config": name, "in_channels": [8, 16, 32], "reductions": [8, 16, 32], "overrides": {"fpn_channels": 8, "image_size": [128, 128], "fpn_cell_repeats": 1}}
+    plan = conversion(SOURCE, config)
+    assert plan.params["layout"] == layout
+    neck = from_reference(SOURCE, config)
+    assert len({key.split(".")[1] for key in neck.state_dict() if key.startswith("cell0.")}) == nodes
 
 
 def test_image_64_max_pooling_of_1x1_levels_is_accepted():

@@ -21,7 +21,7 @@ from . import PassContext, nodes, single_user
 
 AUTOGRAD_SAFE = {F.relu, F.relu6, F.hardtanh, F.leaky_relu}
 """Activations whose in-place form autograd supports: their gradient needs only the output."""
-WITH_INPLACE_FLAG = AUTOGRAD_SAFE | {F.silu, F.hardswish, F.mish, F.elu}
+WITH_INPLACE_FLAG = AUTOGRAD_SAFE | {F.silu, F.hardswish, F.mish, F.elu, F.selu, F.celu, F.hardsigmoid}
 """Functions that take ``inplace=True``."""
 INPLACE_TWIN = {torch.sigmoid: torch.sigmoid_, torch.tanh: torch.tanh_}
 """Functions whose in-place form is another function."""
