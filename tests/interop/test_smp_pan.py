@@ -110,12 +110,15 @@ def test_a_checkpoint_under_smps_names_loads_into_the_same_neck(depth):
         torch.testing.assert_close(loaded(inputs)[0], ours(inputs)[0], rtol=0, atol=0)
 
 
-def test_every_interpolation_mode_and_the_deprecated_upscale_mode():
+def test_every_interpolation_mode_and_the_input_strides():
     base = {"encoder_channels": [3, 4, 6, 8], "encoder_depth": 3, "decoder_channels": 8}
     for mode in ("nearest", "bilinear", "bicubic", "area", "nearest-exact"):
         assert conversion(SOURCE, {**base, "interpolation_mode": mode}).params["mode"] == mode
-    assert conversion(SOURCE, {**base, "upscale_mode": "nearest"}).params["mode"] == "nearest"
     assert conversion(SOURCE, {**base, "strides": [4, 8]}).in_channels == [6, 8]
+    # PANDecoder never reads the strides; the finest sets the nodes' levels (stride 8: P3, P4)
+    plan = conversion(SOURCE, {**base, "strides": [8, 16]})
+    assert plan.params["first_level"] == 3 and plan.key_map.target("gau1.conv2.conv.weight") == "P3.op.conv.conv.weight"
+    assert plan.key_map.target("fpa.mid.0.conv.weight") == "P4.post0.mid.conv.weight"
 
 
 BASE = {"encoder_channels": [3, 16, 16, 32, 64, 128], "encoder_depth": 5, "decoder_channels": 32}
@@ -126,24 +129,45 @@ BASE = {"encoder_channels": [3, 16, 16, 32, 64, 128], "encoder_depth": 5, "decod
     [
         (
             {"decoder_channel": 32},
-            "unknown config key 'decoder_channel'; did you mean 'decoder_channels'? (PANDecoder takes: decoder_channels, encoder_channels, encoder_depth, interpolation_mode, strides, upscale_mode)",
+            "unknown config key 'decoder_channel'; did you mean 'decoder_channels'? (PANDecoder takes: decoder_channels, encoder_channels, encoder_depth, interpolation_mode, strides)",
         ),
         ({"encoder_depth": 2, "encoder_channels": [3, 16, 16]}, "Encoder depth for PAN decoder cannot be less than 3, got 2 (smp's own refusal)"),
-        ({"encoder_depth": 6, "encoder_channels": [3, 16, 16, 32, 64, 128, 256]}, "encoder_depth 6: PANDecoder builds its GAUs for depths 3 to 5 (gau1..gau3); a deeper encoder's extra map would be skipped"),
-        ({"encoder_depth": "5"}, "encoder_depth must be 3, 4 or 5, not '5'"),
-        ({"encoder_depth": 4}, "encoder_channels must list the encoder's 5 widths (the image and every stage, as smp's encoder.out_channels), not [3, 16, 16, 32, 64, 128]"),
+        ({"encoder_depth": "5"}, "encoder_depth must be an integer, 3 or more, not '5'"),
+        ({"encoder_channels": [3, 16, 16, 32]}, "encoder_channels [3, 16, 16, 32]: at encoder_depth 5 PANDecoder's gau3 reads features[2:][2], and these give 2 maps (smp fails with an IndexError)"),
+        (
+            {"encoder_channels": [3, 16, 16, 32, 64]},
+            "encoder_channels [3, 16, 16, 32, 64]: at encoder_depth 5 gau3 reads the deepest map, the FPA's input; the spec's GAUs read finer maps only (give encoder_depth + 1 widths)",
+        ),
+        ({"encoder_channels": [3, 16]}, "encoder_channels must list the encoder's widths (the image, stride 2 and the maps PANDecoder reads, as smp's encoder.out_channels), not [3, 16]"),
         ({"encoder_channels": [3, 16, 16, 32, 0, 128]}, "encoder_channels[4] must be a positive integer, not 0"),
         ({"decoder_channels": 0}, "decoder_channels must be a positive integer, not 0"),
         ({"interpolation_mode": "bilnear"}, "interpolation_mode 'bilnear' is not one of nearest, bilinear, bicubic, area, nearest-exact; did you mean 'bilinear'?"),
         ({"interpolation_mode": "trilinear"}, "interpolation_mode 'trilinear' is not one of nearest, bilinear, bicubic, area, nearest-exact; did you mean 'bilinear'?"),
-        ({"interpolation_mode": "bilinear", "upscale_mode": "nearest"}, "upscale_mode 'nearest' and interpolation_mode 'bilinear' disagree; upscale_mode is the deprecated name of interpolation_mode, give one"),
-        ({"strides": [4, 8, 16, 8]}, "strides [4, 8, 16, 8] are not the 4 input strides of an encoder at output stride 16 ([4, 8, 16, 16]) or 32 ([4, 8, 16, 32]), the two PAN supports"),
+        ({"upscale_mode": "nearest"}, "PANDecoder takes no upscale_mode (smp.PAN's deprecated name of the mode, which PAN passes on as interpolation_mode): give interpolation_mode"),
+        ({"strides": [4, 8, 16, 8]}, "strides [4, 8, 16, 8] must not decrease: PANDecoder reads the encoder's maps finest first"),
+        ({"strides": [4, 8, 16]}, "strides must list the 4 input strides (positive integers, one per map of encoder_channels[2:]), not [4, 8, 16]"),
+        ({"strides": [6, 12, 24, 48]}, "strides[0] 6 must be a power of two: it sets the finest input's level"),
     ],
 )
 def test_configs_the_reference_refuses_or_the_spec_cannot_express_are_refused(change, message):
     with pytest.raises(pyramidgraph.SpecError) as info:
         conversion(SOURCE, {**BASE, **change})
     assert info.value.issues[0].message == message
+
+
+def test_maps_smp_never_reads_are_optional_inputs():
+    """smp builds gau3 at encoder_depth 5 only: a depth-6 encoder's maps 2 and 3 (of features[2:])
+    are skipped, and so are maps beyond encoder_depth + 1 widths."""
+    deep = conversion(SOURCE, {"encoder_channels": [3, 4, 6, 8, 10, 12, 14], "encoder_depth": 6, "decoder_channels": 2})
+    assert deep.params["gau_inputs"] == [1, 0] and deep.key_map.target("fpa.mid.0.conv.weight") == "P6.post0.mid.conv.weight"
+    assert deep.key_map.target("gau2.conv2.conv.weight") == "P3.op.conv.conv.weight" and deep.key_map.target("gau3.conv2.conv.weight") is None
+    neck = from_reference(SOURCE, {"encoder_channels": [3, 4, 6, 8, 10, 12, 14], "encoder_depth": 6, "decoder_channels": 2}).eval()
+    inputs = [torch.randn(1, c, -(-136 // s), -(-136 // s)) for c, s in zip([6, 8, 10, 12, 14], [4, 8, 16, 16, 16])]
+    with torch.no_grad():
+        reference = neck(inputs)[0]
+        changed = neck(inputs[:2] + [inputs[2] + 1, inputs[3] * 2, inputs[4]])[0]  # the unread maps change nothing
+    torch.testing.assert_close(changed, reference, rtol=0, atol=0)
+    assert "gau_inputs" not in conversion(SOURCE, BASE).params
 
 
 def test_a_config_without_a_required_key_is_refused():
