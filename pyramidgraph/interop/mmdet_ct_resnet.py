@@ -8,7 +8,8 @@ ConvModule with ``conv_cfg=dict(type='deconv')`` (``nn.ConvTranspose2d`` of kern
 (``conv_cfg=dict(type='DCNv2')``: ``ModulatedDeformConv2dPack``, no bias before the BN, with
 its ``conv_offset``), the spec's ``modulated_deform_conv`` post op followed by ``bn`` and
 ``relu``; with ``use_dcn: false`` it is the spec's ``conv_module``. The reference tests
-``use_dcn`` for truth; the converter takes a bool only. Checkpoints from before mmcv's
+``use_dcn`` for truth; the converter takes a bool, a number or None as the reference reads
+them, and refuses a string (``'false'`` is true there). Checkpoints from before mmcv's
 ``ModulatedDeformConv2dPack`` version 2 name the offset conv ``deconv_layers.{2i}.conv_offset``
 (mmcv renames it on load): those load too. ``init_cfg`` changes no architecture.
 """
@@ -33,8 +34,10 @@ def convert_ct_resnet_neck(cfg: Mapping[str, Any], strides: list[int]) -> Conver
     if missing:
         raise fail(KIND, f"'{missing[0]}' is required (the reference's constructor has no default for it)")
     use_dcn = cfg.get("use_dcn", True)
-    if not isinstance(use_dcn, bool):
-        raise fail(KIND, f"use_dcn must be true or false, got {use_dcn!r} (the reference only tests it for truth; write the bool)")
+    if use_dcn is not None and not isinstance(use_dcn, (bool, int)):
+        # the reference tests it for truth: a number or None reads as it does there, but a string ("false") would build DCNs
+        raise fail(KIND, f"use_dcn must be true or false, got {use_dcn!r} (the reference only tests it for truth, so a string such as 'false' means true there; write the bool)")
+    use_dcn = bool(use_dcn)
     for key in ("num_deconv_filters", "num_deconv_kernels"):
         if not isinstance(cfg[key], (list, tuple)):
             raise fail(KIND, f"{key} must be a list with one entry per stage (the reference indexes it), got {cfg[key]!r}")

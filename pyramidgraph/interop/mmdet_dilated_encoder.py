@@ -6,7 +6,8 @@ The reference reads only ``feature[-1]``: ``lateral_conv`` (1x1 ``nn.Conv2d`` wi
 dilation and padding ``block_dilations[k]``, ``conv3`` 1x1, each conv-BN-ReLU, then the identity
 added). mmdetection 3.3's constructor takes exactly ``in_channels``, ``out_channels``,
 ``block_mid_channels``, ``num_residual_blocks`` and ``block_dilations`` (all required; the norm
-is always BN, the activation always ReLU); the first ``num_residual_blocks`` dilations are read.
+is always BN, the activation always ReLU); the first ``num_residual_blocks`` dilations are read
+(a negative count builds no block, as the reference's ``range`` does).
 The case's ``strides`` name the one map the neck reads (default: 32, a ResNet's C5).
 """
 
@@ -35,10 +36,8 @@ def convert_dilated_encoder(cfg: Mapping[str, Any], strides: list[int]) -> Conve
     missing = sorted(KEYS - set(cfg))
     if missing:
         raise fail(KIND, f"'{missing[0]}' is required (the reference's constructor has no default for it)")
-    blocks = int(cfg["num_residual_blocks"])
+    blocks = max(int(cfg["num_residual_blocks"]), 0)  # the reference loops over range(num_residual_blocks): a negative count builds none
     dilations = [int(d) for d in cfg["block_dilations"]]
-    if blocks < 0:
-        raise fail(KIND, f"num_residual_blocks must be >= 0, got {blocks}")
     if len(dilations) < blocks:
         raise fail(KIND, f"block_dilations lists {len(dilations)} dilations for {blocks} residual blocks (the reference reads block_dilations[i] for each)")
     if any(d < 1 for d in dilations[:blocks]):

@@ -5,7 +5,8 @@ mmdetection asserts, then one per extra layer: the spec's ``widths``), ``level_s
 2: a stride-2 layer is the next level, a stride-1 one stays at its input's level),
 ``level_paddings``, ``l2_norm_scale`` (falsy: no L2Norm), ``last_kernel_size``,
 ``use_depthwise``, ``conv_cfg`` (None), ``norm_cfg`` (None, BN, SyncBN or GN) and ``act_cfg``;
-``init_cfg`` changes no module. Keys: ``l2_norm.weight`` is ``N<first>.post0.weight``;
+``init_cfg`` changes no module, but with an L2Norm it must be a list, as the reference appends
+the L2Norm's initialiser to it (None or a dict make its constructor raise). Keys: ``l2_norm.weight`` is ``N<first>.post0.weight``;
 ``extra_layers.k.0`` is ``H<k>.post0``; ``extra_layers.k.1`` is on the edge
 ``X<k>.from_H<k>`` when its stride is 2, else ``X<k>.post0``; with ``use_depthwise`` its
 ``depthwise_conv`` is ``D<k>`` (on the edge ``D<k>.from_H<k>``, or ``D<k>.post0``) and its
@@ -54,6 +55,9 @@ def convert_ssd_neck(cfg: Mapping[str, Any], strides: list[int]) -> Conversion:
     scale = cfg.get("l2_norm_scale", 20.0)
     if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))):
         raise fail(KIND, f"l2_norm_scale must be a number or None, got {scale!r}")
+    if scale and not isinstance(cfg.get("init_cfg", []), (list, tuple)):
+        # the reference appends the L2Norm's initialiser to init_cfg (`self.init_cfg += [...]`), which only a list takes
+        raise fail(KIND, f"init_cfg must be a list when l2_norm_scale is set (the reference appends the L2Norm's init to it), got {cfg['init_cfg']!r}")
     depthwise = bool(cfg.get("use_depthwise", False))
     unit = conv_module(KIND, cfg.get("norm_cfg"), cfg.get("act_cfg", {"type": "ReLU"}), cfg.get("conv_cfg"))
     first = first_level(KIND, strides, n, 3)

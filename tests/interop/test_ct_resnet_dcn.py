@@ -217,7 +217,7 @@ CT = {"type": "CTResNetNeck", "in_channels": 16, "num_deconv_filters": [8], "num
 
 REFUSALS = [
     ({**CT, "use_dcnv2": True}, None, "CTResNetNeck: unknown argument 'use_dcnv2'; did you mean 'use_dcn'? (CTResNetNeck takes: in_channels, init_cfg, num_deconv_filters, num_deconv_kernels, use_dcn)"),
-    ({**CT, "use_dcn": 1}, None, "CTResNetNeck: use_dcn must be true or false, got 1 (the reference only tests it for truth; write the bool)"),
+    ({**CT, "use_dcn": "false"}, None, "CTResNetNeck: use_dcn must be true or false, got 'false' (the reference only tests it for truth, so a string such as 'false' means true there; write the bool)"),
     ({k: v for k, v in CT.items() if k != "num_deconv_kernels"}, None, "CTResNetNeck: 'num_deconv_kernels' is required (the reference's constructor has no default for it)"),
     ({**CT, "num_deconv_filters": 8}, None, "CTResNetNeck: num_deconv_filters must be a list with one entry per stage (the reference indexes it), got 8"),
     (
