@@ -6,7 +6,11 @@ widths of the backbone maps the neck reads (layers 4, 6 and 9). ``yaml`` is a fi
 yolov8.yaml's ``scales``, as ultralytics' ``guess_model_scale`` does, and no letter means n;
 the ``-seg``/``-pose``/``-obb`` models share the neck) or the yaml's contents as a dict, as
 ``DetectionModel`` also accepts: then its ``scales[scale]`` (or ``depth_multiple`` and
-``width_multiple``) are used, and its head must be yolov8.yaml's. The layers between SPPF
+``width_multiple``) are used, and its head must be yolov8.yaml's. ``in_channels`` must be the
+widths ultralytics gives layers 4, 6 and 9 at that scale (yolov8.yaml's, or a mapping's own rows
+scaled): its neck convs are built for those, so other widths cannot run and are refused, as are
+a scales row that is not three numbers and a width that is not positive; any finite depth builds
+(``max(round(3 * depth), 1)`` blocks). The layers between SPPF
 and Detect run on those maps and layers 15, 18 and 21 are returned as a tuple. The bundled
 ``yolov8`` spec is that head; checkpoints keep ultralytics' names (``model.12.cv1.conv.weight``)
 and each layer maps to one spec module by prefix.
@@ -14,11 +18,12 @@ and each layer maps to one spec module by prefix.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Mapping
 
 from .base import Conversion, ConversionError, KeyMap, Reference, register_reference
-from .ultralytics_yaml import activation_of
+from .ultralytics_yaml import BASE_MODULES, activation_of
 
 LAYERS = {
     12: "P4_td.post0",  # C2f after cat(up(SPPF), layer 6)
@@ -70,10 +75,15 @@ def _scale_params(config: Mapping[str, Any]) -> dict[str, Any]:
             scale = model.get("scale") or next(iter(scales))
             if scale not in scales:
                 raise _fail(f"scale '{scale}' is not among the yaml's scales ({', '.join(scales)})")
-            depth, width, max_channels = scales[scale]
+            triple = scales[scale]
+            if not (isinstance(triple, (list, tuple)) and len(triple) == 3 and all(_number(v) for v in triple)):
+                raise _fail(f"scale '{scale}' is [depth, width, max_channels], three numbers, not {triple!r}")
+            depth, width, max_channels = triple
         else:
             depth, width, max_channels = model.get("depth_multiple", 1.0), model.get("width_multiple", 1.0), 65536
-        params = {"depth": float(depth), "width": float(width), "max_channels": int(max_channels)}
+        if not (_number(depth) and _number(width) and width > 0 and max_channels > 0):
+            raise _fail(f"depth {depth!r} must be a finite number, width {width!r} and max_channels {max_channels!r} positive (a zero width builds 0-channel convs, which torch refuses)")
+        params = {"depth": float(depth), "width": float(width), "max_channels": math.ceil(max_channels)}
         if model.get("activation"):
             params["act"] = _activation(str(model["activation"]))
         return params
@@ -88,6 +98,35 @@ def _scale_params(config: Mapping[str, Any]) -> dict[str, Any]:
     if scale not in SCALES:
         raise _fail(f"unknown YOLOv8 scale '{scale}'; yolov8.yaml has {', '.join(SCALES)}")
     return {"scale": scale}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+YOLOV8_SCALES = {"n": (0.25, 1024), "s": (0.5, 1024), "m": (0.75, 768), "l": (1.0, 512), "x": (1.25, 512)}
+"""yolov8.yaml's ``scales``: width multiple and max_channels per letter."""
+
+BACKBONE_OUTPUTS = {4: 256, 6: 512, 9: 1024}
+"""yolov8.yaml's layers the neck reads and their unscaled widths (C2f, C2f, SPPF)."""
+
+
+def _backbone_widths(model: Any, params: Mapping[str, Any]) -> list[int] | None:
+    """The widths ultralytics gives layers 4, 6 and 9 (``make_divisible(min(c, max_channels) * width, 8)``):
+    yolov8.yaml's for a file name; for a mapping, its own rows' when they are modules whose first
+    argument is their width (``None`` when not: then the widths are the caller's to know)."""
+    if isinstance(model, Mapping):
+        width, cap = params["width"], params["max_channels"]
+        rows = list(model.get("backbone") or [])
+        try:
+            channels = [rows[j][3][0] for j in BACKBONE_OUTPUTS]
+            if any(rows[j][2] not in BASE_MODULES for j in BACKBONE_OUTPUTS) or not all(_number(c) for c in channels):
+                return None
+        except (IndexError, KeyError, TypeError):
+            return None
+    else:
+        (width, cap), channels = YOLOV8_SCALES[params["scale"]], list(BACKBONE_OUTPUTS.values())
+    return [math.ceil(min(c, cap) * width / 8) * 8 for c in channels]
 
 
 def _activation(text: str) -> str:
@@ -118,6 +157,9 @@ class YOLOv8Neck(Reference):
         in_channels = [int(c) for c in config["in_channels"]]
         if len(in_channels) != 3:
             raise _fail(f"the YOLOv8 neck reads three maps (P3, P4, P5), got in_channels {in_channels}")
+        expected = _backbone_widths(config.get("yaml", "yolov8.yaml"), params)
+        if expected is not None and in_channels != expected:
+            raise _fail(f"in_channels {in_channels} are not the widths of layers 4, 6 and 9 at this scale ({expected}); ultralytics builds the neck's convs for those widths, so others cannot run")
         key_map = KeyMap()
         for index, ours in LAYERS.items():
             key_map.add(f"model.{index}", ours)

@@ -19,6 +19,14 @@ Nodes are named ``L<index of their last row>``, inputs ``C<level>`` and outputs 
 the key map sends ``model.<i>`` to the module of the op row ``i`` became. Each module's
 translation is one :class:`RowRule` in :data:`ROWS`; a row no rule covers is refused with its
 ``file:line:col`` and the module's name.
+
+What is refused is what ultralytics cannot build (issue 13, tests/sweeps/ultralytics_neck.py):
+a scale the yaml lacks, a scales row that is not three numbers, a width (or cap) that is not
+positive (0-channel convs), an activation it cannot evaluate, ``in_channels`` other than the
+widths the backbone rows give the layers the neck reads, and a backbone it fails on even
+though only the neck is converted (a ``CBFuse`` summing maps of different widths: YOLOv9-E's
+unscaled ``CBLinear`` splits at another width). Any finite depth builds (a repeated row keeps
+``max(round(n * depth), 1)`` copies), so depth 0 is accepted.
 """
 
 from __future__ import annotations
@@ -202,8 +210,12 @@ def _literal(value: Any, names: Mapping[str, Any]) -> Any:
         return value
 
 
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _positive(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    return _finite(value) and value > 0
 
 
 def parse_rows(doc: Document, scale: str) -> ModelRows:
@@ -224,12 +236,15 @@ def parse_rows(doc: Document, scale: str) -> ModelRows:
         if scale not in scales:
             raise _fail(f"scale '{scale}' is not among the yaml's scales ({', '.join(map(str, scales))}){did_you_mean(scale, map(str, scales))}")
         triple = scales[scale]
-        if not (isinstance(triple, list) and len(triple) == 3 and all(_positive(v) for v in triple)):
-            raise SpecError([doc.issue(("scales", scale), f"scale '{scale}' is [depth, width, max_channels], three positive numbers, not {triple!r}")])
+        if not (isinstance(triple, list) and len(triple) == 3 and _finite(triple[0]) and _positive(triple[1]) and _positive(triple[2])):
+            raise SpecError([doc.issue(("scales", scale), f"scale '{scale}' is [depth, width, max_channels]: a finite depth and a positive width and max_channels, not {triple!r}")])
         depth, width, max_channels = triple
-    for name, value in (("depth_multiple", depth), ("width_multiple", width)):
-        if not _positive(value):
-            raise SpecError([doc.issue((name,), f"{name} is a positive number, not {value!r}")])
+    # any finite depth builds (a repeated row keeps at least one copy: max(round(n * depth), 1));
+    # a width of 0 makes 0-channel convs, which torch refuses
+    if not _finite(depth):
+        raise SpecError([doc.issue(("depth_multiple",), f"depth_multiple is a finite number, not {depth!r}")])
+    if not _positive(width):
+        raise SpecError([doc.issue(("width_multiple",), f"width_multiple is a positive number, not {width!r}")])
     act = "silu"
     if data.get("activation"):
         try:
@@ -335,6 +350,24 @@ def layer_width(model: ModelRows, row: Row, widths: list[int]) -> int:
     return c1
 
 
+def _check_cbfuse(model: ModelRows, row: Row, widths: list[Any]) -> None:
+    """``CBFuse`` sums split ``idx[k]`` of each ``CBLinear`` it reads with its last input, so their
+    widths must agree. A ``CBLinear``'s splits are not scaled by the width multiple, so a YOLOv9-E
+    backbone at another width cannot run (ultralytics fails building it); refused here, though the
+    backbone is not converted, because the model the neck belongs to does not exist."""
+    target = widths[row.sources[-1]]
+    picks = row.args[0] if row.args and isinstance(row.args[0], list) else []
+    for k, j in enumerate(row.sources[:-1]):
+        splits = widths[j]
+        if k >= len(picks) or not isinstance(splits, list) or not isinstance(picks[k], int) or not -len(splits) <= picks[k] < len(splits):
+            raise model.fail(row, f"args {row.args!r} do not pick a split of layer {j} for each CBLinear it reads")
+        if splits[picks[k]] != target:
+            raise model.fail(
+                row, f"sums split {picks[k]} of layer {j} ({splits[picks[k]]} channels) with layer {row.sources[-1]} ({target} channels); CBFuse adds maps of one width"
+                " (CBLinear's widths are not scaled by the width multiple)"
+            )
+
+
 def measure(model: ModelRows) -> None:
     """Fill every row's width and level (the image is level 0)."""
     widths: list[Any] = []
@@ -348,6 +381,7 @@ def measure(model: ModelRows) -> None:
         level = (levels[first] if first >= 0 else 0) + level_step(model, row)
         if row.module == "CBFuse":
             level = levels[row.sources[-1]]
+            _check_cbfuse(model, row, widths)
         if level < 0:
             raise model.fail(row, "upsamples finer than the image")
         if level > MAX_LEVEL:
@@ -738,7 +772,14 @@ class UltralyticsNeck(Reference):
             if not isinstance(given, (list, tuple)) or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in given):
                 raise _fail(f"in_channels is a list of positive widths, not {given!r}")
         measure(model)
-        spec, key_map, facts = import_neck(model, list(given) if given is not None else None)
+        spec, key_map, facts = import_neck(model)
+        if given is not None:
+            layers = ", ".join(map(str, facts["input_layers"]))
+            if len(given) != len(facts["input_layers"]):
+                raise _fail(f"in_channels {list(given)} has {len(given)} widths but the neck reads {len(facts['input_layers'])} backbone layers ({layers})")
+            if list(given) != facts["in_channels"]:
+                # ultralytics builds the neck's layers for the widths its backbone rows give them (parse_model's ch): others cannot run
+                raise _fail(f"in_channels {list(given)} differ from the widths the yaml gives layers {layers} ({facts['in_channels']}); ultralytics builds the neck for those")
         for key in ("layer_indices", "input_layers", "output_layers"):
             if key in config and list(config[key]) != facts[key]:
                 raise _fail(f"{key} {list(config[key])} differ from the yaml's ({facts[key]})")

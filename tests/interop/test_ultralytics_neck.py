@@ -250,6 +250,9 @@ def test_a_classifier_has_no_neck():
 def test_facts_that_disagree_with_the_yaml_are_refused():
     assert refusal(str(DATA / "yolov8n.yaml"), input_layers=[4, 6, 8]) == "ultralytics.neck: config: input_layers [4, 6, 8] differ from the yaml's ([4, 6, 9])"
     assert refusal(str(DATA / "yolov8n.yaml"), in_channels=[64, 128]) == "ultralytics.neck: config: in_channels [64, 128] has 2 widths but the neck reads 3 backbone layers (4, 6, 9)"
+    assert refusal(str(DATA / "yolov8n.yaml"), in_channels=[64, 128, 250]) == (
+        "ultralytics.neck: config: in_channels [64, 128, 250] differ from the widths the yaml gives layers 4, 6, 9 ([64, 128, 256]); ultralytics builds the neck for those"
+    )
     assert refusal(str(DATA / "yolov8n.yaml"), scales="n") == (
         "ultralytics.neck: config: unknown config key 'scales'; did you mean 'scale'? "
         "(ultralytics.neck takes: in_channels, input_layers, layer_indices, layer_types, output_layers, scale, yaml, yaml_overrides)"
@@ -328,7 +331,7 @@ def _changed(change) -> dict:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda d: d.update(scales={"n": [float("nan"), 0.25, 1024]}), "<yaml>: scales.n: scale 'n' is [depth, width, max_channels], three positive numbers, not [nan, 0.25, 1024]"),
+        (lambda d: d.update(scales={"n": [float("nan"), 0.25, 1024]}), "<yaml>: scales.n: scale 'n' is [depth, width, max_channels]: a finite depth and a positive width and max_channels, not [nan, 0.25, 1024]"),
         (lambda d: d.update(scales={"n": [100.0, 0.25, 1024]}), "<yaml>: backbone[2][1]: layer 2 (C2f): 3 repeats at depth 100.0 are 300; at most 64 are built"),
         (lambda d: d.update(scales={"n": [0.33, 1000.0, 10**9]}), "<yaml>: backbone[1]: layer 1 (Conv): 128 channels at width 1000.0 are 128000; a map is at most 65536 wide"),
         (lambda d: d["head"].__setitem__(6, [-1, 1, "Conv", [256, 3, 2**20]]), "<yaml>: head[6]: layer 16 (Conv): reaches pyramid level 23 (stride 2**23); levels go up to 16"),
