@@ -145,7 +145,6 @@ def test_the_key_map_covers_the_reference_checkpoint_exactly():
     "config,message",
     [
         ({"in_channels": [32, 64, 128]}, "AFPN fuses exactly four maps (C2..C5, finest first): in_channels must list 4 widths, got 3"),
-        ({"in_channels": [32, 64, 128, 256, 512]}, "AFPN fuses exactly four maps (C2..C5, finest first): in_channels must list 4 widths, got 5"),
         ({"in_channels": 256}, "in_channels must be a list of the four input widths, not 256"),
         ({"in_channels": [32, 4, 128, 256]}, "in_channels[1] must be an integer of at least 8 (the reference works at in_channels // 8), not 4"),
         ({"in_channels": [32, 64, 128.0, 256]}, "in_channels[2] must be an integer of at least 8 (the reference works at in_channels // 8), not 128.0"),
@@ -167,6 +166,12 @@ def test_configs_the_reference_cannot_take_are_refused(config, message):
     with pytest.raises(pyramidgraph.SpecError) as error:
         conversion("afpn.AFPN", config)
     assert str(error.value) == f"afpn.AFPN: config: {message}"
+
+
+def test_widths_past_the_fourth_are_ignored_as_the_reference_ignores_them():
+    """The reference reads in_channels[0..3] only: a fifth width builds (and runs) there, so it is no reason to refuse."""
+    plan = conversion("afpn.AFPN", {"in_channels": [32, 64, 128, 256, 512]})
+    assert plan.in_channels == [32, 64, 128, 256]
 
 
 def test_the_reference_defaults_are_the_papers_resnet50_configuration():

@@ -2,13 +2,15 @@
 class ``AFPN``).
 
 The constructor takes ``in_channels`` (four widths, C2..C5 of a ResNet by default
-``[256, 512, 1024, 2048]``) and ``out_channels`` (256); everything else is hard-coded (fusion
+``[256, 512, 1024, 2048]``; the reference reads the first four of a longer list and ignores the
+rest, and so does the converter) and ``out_channels`` (256); everything else is hard-coded (fusion
 widths ``in_channels // 8``, ``compress_c`` 8, four BasicBlocks per stage). ``strides`` (the
 inputs' strides, ``[4, 8, 16, 32]`` by default) is not the reference's: it only places the maps
 in the pyramid (four consecutive levels). The neck takes the four maps finest first (a tuple)
-and returns five, finest first, the fifth a kernel-1 stride-2 max pool of the fourth. The neck is
-compiled at an image whose coarsest input is 5x5 (160x160 at the default strides); it runs at
-every size where each map is exactly twice the next, as the reference does.
+and returns five, finest first, the fifth a kernel-1 stride-2 max pool of the fourth. No image
+is assumed: the compiled neck checks the sizes it is given and runs at every size where each map
+is exactly twice the next, as the reference does (others fail there with a ``NeckInputError``
+that states the rule).
 
 Bundled spec: ``specs/afpn.yaml``. Key names: the reference's ``BasicConv`` (``conv``, ``bn``)
 is one ``conv_bn_act`` of the spec (``conv``, ``bn``), its ``Sequential`` of ``BasicBlock``
@@ -43,8 +45,9 @@ def _in_channels(config: Mapping[str, Any]) -> list[int]:
     widths = config.get("in_channels", DEFAULT_IN_CHANNELS)
     if not isinstance(widths, (list, tuple)):
         raise ConversionError(SOURCE, f"in_channels must be a list of the four input widths, not {widths!r}")
-    if len(widths) != 4:
+    if len(widths) < 4:
         raise ConversionError(SOURCE, f"AFPN fuses exactly four maps (C2..C5, finest first): in_channels must list 4 widths, got {len(widths)}")
+    widths = widths[:4]  # the reference reads in_channels[0..3] and never looks at more
     for index, width in enumerate(widths):
         if not _is_int(width) or width < REDUCTION:
             raise ConversionError(SOURCE, f"in_channels[{index}] must be an integer of at least {REDUCTION} (the reference works at in_channels // {REDUCTION}), not {width!r}")
@@ -106,5 +109,4 @@ class AFPN(Reference):
             raise ConversionError(SOURCE, f"out_channels must be a positive integer, not {out_channels!r}")
         first = _first_level(config.get("strides", DEFAULT_STRIDES))
         params = {"out_channels": out_channels, "first_level": first}
-        side = 5 * 2 ** (first + 3)  # the compile-time size checks' image: the coarsest input 5x5, every map twice the next
-        return Conversion("afpn", in_channels, params, _key_map(first), return_type="tuple", image=(side, side))
+        return Conversion("afpn", in_channels, params, _key_map(first), return_type="tuple")

@@ -2,7 +2,8 @@
 
 YOLOv3-ASFF builds ``level_0_fusion``, ``level_1_fusion`` and ``level_2_fusion`` (``ASFF(level=l)``,
 level 0 the coarsest) and calls each with the maps coarsest first; the recorded case takes the
-inputs finest first and returns the outputs finest first (``output_order: fine_to_coarse``).
+inputs finest first and returns the outputs finest first (``output_order: fine_to_coarse``), as
+a list (the three fusions' outputs collected, as the recorded wrapper does).
 The reference hard-codes its widths (inputs 256, 256, 512; outputs 256, 512, 1024), so
 ``in_channels`` and ``out_channels`` in a config only describe them and must be those. ``rfb``
 halves the weight branches (``compress_c`` 8 instead of 16); ``vis`` (which returns the fusion
@@ -62,4 +63,4 @@ class ASFF(Reference):
                 _add_conv(key_map, f"{prefix}.weight_level_{i}", f"{fused}.fuse.weight_level_{i}")
             key_map.add(f"{prefix}.weight_levels", f"{fused}.fuse.weight_levels")
         params = {"compress": 8 if config.get("rfb") else 16}
-        return Conversion("asff", list(IN_CHANNELS), params, key_map, return_type="tuple")
+        return Conversion("asff", list(IN_CHANNELS), params, key_map, return_type="list")

@@ -68,9 +68,9 @@ def reference_config(case: dict) -> dict:
 
 def _returns_list(case: dict) -> bool:
     """mmdetection's FPG returns a list (``final_outs``), and so do effdet's BiFpn (a slice of
-    its list of nodes), mmdetection's RFP (its last step's list) and M2Det (its ``sources``);
+    its list of nodes), mmdetection's RFP (its last step's list), M2Det (its ``sources``) and ASFF's recorded wrapper (its three fusions collected);
     the others return tuples."""
-    return case["source"] in ("effdet.BiFpn", "mmdet.rfp", "m2det.MLFPN", "rtdetr.HybridEncoder") or (case["source"] == "mmdet" and case["config"]["necks"][-1]["type"] == "FPG")
+    return case["source"] in ("effdet.BiFpn", "mmdet.rfp", "m2det.MLFPN", "rtdetr.HybridEncoder", "asff.ASFF") or (case["source"] == "mmdet" and case["config"]["necks"][-1]["type"] == "FPG")
 
 
 def _kinds(case: dict) -> set[tuple[str, str]]:
