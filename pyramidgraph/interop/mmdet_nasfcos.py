@@ -5,7 +5,7 @@ to ``inputs[1]``, ``inputs[2]`` and ``inputs[3]``, so the converter needs ``star
 three inputs used from it (``end_level`` -1 with four inputs, or ``end_level`` 3). Arguments
 followed: ``in_channels``, ``out_channels``, ``num_outs`` (three plus the stride-2 conv extra
 levels), ``start_level``, ``end_level``, ``norm_cfg`` (the cells' input convs: None, BN, SyncBN
-or GN) and ``conv_cfg`` (None: plain convs; the paper's DCNv2 is refused). ``add_extra_convs``
+or GN) and ``conv_cfg`` (None or Conv2d: plain convs; the paper's DCNv2 is refused). ``add_extra_convs``
 is stored by mmdetection and never read (the extra levels are always convs), so any value is
 accepted; ``init_cfg`` must be None, as mmdetection asserts. Keys: ``adapt_convs.i`` is
 ``f<i>.post0``, ``fpn.<cell>.input<k>_conv`` is ``<cell>_in<k>.post0``, ``fpn.<cell>.out_conv``
@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from .base import Conversion, KeyMap
-from .mmcv_cfg import check_keys, conv_module, fail, first_level
+from .mmcv_cfg import PLAIN_CONVS, check_keys, conv_module, fail, first_level
 from .mmdet import register_neck, used_inputs
 
 KIND = "NASFCOS_FPN"
@@ -37,8 +37,8 @@ def convert_nasfcos_fpn(cfg: Mapping[str, Any], strides: list[int]) -> Conversio
     start, used, num_outs = used_inputs(KIND, cfg, len(in_channels))
     if start != 1 or used != 3:
         raise fail(KIND, f"the searched cells read exactly three levels and mmdetection resizes the outputs to inputs[1..3], so start_level must be 1 with three inputs used; got start_level {start} with {used} used")
-    if cfg.get("conv_cfg") is not None:
-        raise fail(KIND, f"conv_cfg {cfg['conv_cfg']!r} is not supported (None: plain convs; the paper's DCNv2 is not modelled)")
+    if cfg.get("conv_cfg") not in PLAIN_CONVS:
+        raise fail(KIND, f"conv_cfg {cfg['conv_cfg']!r} is not supported (None or Conv2d: plain convs; the paper's DCNv2 is not modelled)")
     unit = conv_module(KIND, cfg.get("norm_cfg"), {"type": "ReLU"}, None, bias=True)
     first = first_level(KIND, strides, len(in_channels), 2)
     params = {
