@@ -9,9 +9,13 @@ asserts. mmdet's DyHead runs on as many levels as it is given, so the config's `
 (``dyhead_blocks.i.spatial_conv_high.conv.weight``...) are the ``dyhead_block`` op's of node
 ``B<i>`` under the same names (``B<i>.op.spatial_conv_high.conv.weight``).
 
-The reference cannot be run here (mmcv's modulated deformable conv has no CPU kernel), so
-there is no recorded case; ``tests/test_dyhead.py`` checks the spec against a direct
-computation and loads a state_dict of mmdet's key names and shapes strictly.
+With one level only the mid conv runs, but the low and high convs exist, as in mmdet (whose
+checkpoints hold them). mmcv-lite's modulated deformable conv has no CPU kernel, so the
+recordings (``tests/interop/fixtures/mmdet_dyhead_*.pt``, the sweep ``tests/sweeps/mmdet_dyhead.py``)
+run mmdet's own DyHead with that conv's function done by torchvision's ``deform_conv2d``;
+``tests/test_dyhead.py`` also checks the spec against a direct computation and loads a
+state_dict of mmdet's key names and shapes strictly. An argument the constructor does not take
+is refused, as its ``TypeError``.
 """
 
 from __future__ import annotations

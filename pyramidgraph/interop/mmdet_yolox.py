@@ -1,80 +1,92 @@
 """mmdetection's ``YOLOXPAFPN`` (``mmdet/models/necks/yolox_pafpn.py``) as the ``yolox_pafpn`` spec.
 
-Constructor arguments followed: ``in_channels``, ``out_channels``, ``num_csp_blocks``,
-``use_depthwise``, ``upsample_cfg`` (``scale_factor: 2`` with any interpolation mode, or
-``size``-free configs only), ``norm_cfg`` (BN or SyncBN, which are the same in inference,
-with their ``eps`` and ``momentum``), ``act_cfg`` (Swish/SiLU, ReLU, LeakyReLU, ...,
-or None) and ``conv_cfg`` (None). ``init_cfg`` changes no architecture. Keys: each
-``ConvModule`` keeps its ``conv``/``bn`` tail and each ``CSPLayer`` its inner names, so
-every reference module maps to one spec module by prefix.
+Constructor arguments followed: ``in_channels`` (one or more levels), ``out_channels``,
+``num_csp_blocks``, ``use_depthwise``, ``upsample_cfg`` (:func:`upsample_params`: ``nn.Upsample``
+by ``scale_factor: 2``, the only factor that lines the levels up, in any 2-D mode, with its
+``align_corners``), ``conv_cfg`` (None or plain ``Conv2d``), ``norm_cfg`` (BN or SyncBN, the
+same in inference, GN with its ``num_groups``, or None: a conv bias instead, as mmcv's
+``ConvModule``), ``act_cfg`` (an activation mmcv's registry has, LeakyReLU with its
+``negative_slope``, or None); ``init_cfg`` changes no module. An argument the constructor does
+not take, a norm, activation or conv type mmcv's registry does not have, and GN without
+``num_groups`` are refused as mmdetection refuses them. Keys: each ``ConvModule`` keeps its
+``conv``/``bn``/``gn`` tail and each ``CSPLayer`` its inner names, so every reference module
+maps to one spec module by prefix.
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .base import Conversion, ConversionError, KeyMap
+from .base import Conversion, KeyMap
+from .mmcv_cfg import check_keys, conv_module, fail, first_level
 from .mmdet import register_neck
 
-_ACTS = {"Swish": "silu", "SiLU": "silu", "ReLU": "relu", "ReLU6": "relu6", "LeakyReLU": "leaky_relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "HSwish": "hardswish", "GELU": "gelu", "Mish": "mish"}
+KIND = "YOLOXPAFPN"
+KEYS = {"in_channels", "out_channels", "num_csp_blocks", "use_depthwise", "upsample_cfg", "conv_cfg", "norm_cfg", "act_cfg", "init_cfg"}
+DEFAULT_NORM = {"type": "BN", "momentum": 0.03, "eps": 0.001}
+NOT_IN_MMCV = ("Mish",)
+"""Activations ``mmcv_cfg.ACTS`` maps that mmcv 2's registry lacks: mmdetection cannot build them."""
 
 
-def _fail(message: str) -> Exception:
-    return ConversionError("mmdet", f"YOLOXPAFPN: {message}")
+def unit_params(kind: str, cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``conv_cfg``, ``norm_cfg`` and ``act_cfg`` of a YOLOX-style neck (the same for every
+    ``ConvModule`` and CSP layer) as the ``yolox_pafpn`` spec's unit parameters."""
+    act_cfg = cfg.get("act_cfg", {"type": "Swish"})
+    if act_cfg is not None and act_cfg.get("type") in NOT_IN_MMCV:
+        raise fail(kind, f"act_cfg type {act_cfg.get('type')!r} is not in mmcv's activation registry, so mmdetection cannot build it")
+    unit = conv_module(kind, cfg.get("norm_cfg", DEFAULT_NORM), act_cfg, cfg.get("conv_cfg"))
+    return {
+        "norm": unit["norm"] or "none",
+        "norm_groups": unit["norm_groups"],
+        "norm_eps": unit["norm_eps"],
+        "norm_momentum": unit["norm_momentum"],
+        "act": unit["act"],
+        "act_slope": unit["act_slope"],
+    }
 
 
-def _norm(cfg: Mapping[str, Any] | None) -> tuple[float, float]:
-    cfg = dict(cfg if cfg is not None else {"type": "BN", "momentum": 0.03, "eps": 0.001})
-    if cfg.get("type") not in ("BN", "BN2d", "SyncBN"):
-        raise _fail(f"norm_cfg type {cfg.get('type')!r} is not supported (BN or SyncBN)")
-    return float(cfg.get("eps", 1e-5)), float(cfg.get("momentum", 0.1))
-
-
-def _act(cfg: Mapping[str, Any] | None) -> str | None:
-    if cfg is None:
-        return None
-    kind = cfg.get("type")
-    if kind not in _ACTS:
-        raise _fail(f"act_cfg type {kind!r} is not supported ({', '.join(_ACTS)} or None)")
-    if kind == "LeakyReLU" and cfg.get("negative_slope", 0.01) != 0.01:
-        raise _fail("LeakyReLU with a negative_slope other than 0.01 is not supported")
-    return _ACTS[kind]
-
-
-def _upsample(cfg: Mapping[str, Any] | None) -> str:
+def upsample_params(kind: str, cfg: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``nn.Upsample(**upsample_cfg)`` as the spec's ``upsample_*`` parameters. Only a factor of
+    2 lines the levels up (any other fails at the concatenation on every input), so ``size`` and
+    other factors are refused. ``nearest-exact`` and ``area`` at an integer factor of 2 pick
+    exactly the pixels ``nearest`` picks (source ``floor(i / 2)``), so they are ``nearest``."""
     cfg = dict(cfg if cfg is not None else {"scale_factor": 2, "mode": "nearest"})
-    if cfg.get("size") is not None or cfg.get("scale_factor") not in (2, 2.0):
-        raise _fail(f"upsample_cfg {cfg} is not supported: levels are a factor 2 apart, so scale_factor must be 2")
-    if cfg.get("align_corners"):
-        raise _fail("upsample_cfg align_corners is not supported")
+    unknown = set(cfg) - {"scale_factor", "mode", "align_corners", "size", "recompute_scale_factor"}
+    if unknown:
+        raise fail(kind, f"upsample_cfg key {sorted(unknown)[0]!r} is not an nn.Upsample argument")
+    if cfg.get("size") is not None or cfg.get("scale_factor") not in (2, 2.0) or isinstance(cfg.get("scale_factor"), bool):
+        raise fail(kind, f"upsample_cfg {cfg} is not supported: levels are a factor 2 apart, so scale_factor must be 2 (no size)")
     mode = cfg.get("mode", "nearest")
-    if mode not in ("nearest", "bilinear", "bicubic"):
-        raise _fail(f"upsample mode {mode!r} is not supported (nearest, bilinear, bicubic)")
-    return mode
+    modes = {"nearest": "nearest", "nearest-exact": "nearest", "area": "nearest", "bilinear": "bilinear", "bicubic": "bicubic"}
+    if mode not in modes:
+        raise fail(kind, f"upsample_cfg mode {mode!r} is not supported ({', '.join(modes)}: the 2-D modes)")
+    align = cfg.get("align_corners")
+    if align is not None and modes[mode] == "nearest" or align is not None and not isinstance(align, bool):
+        raise fail(kind, f"upsample_cfg align_corners {align!r} is not supported: true or false, with bilinear or bicubic only (as nn.Upsample)")
+    return {"upsample_by": "scale", "upsample_mode": modes[mode], "upsample_align_corners": align}
 
 
-@register_neck("YOLOXPAFPN")
+def csp_count(kind: str, cfg: Mapping[str, Any]) -> int:
+    """``num_csp_blocks``: a count of at least 0 (``range`` of a negative count builds none, which
+    ours would refuse; a float fails in mmdetection's ``range``)."""
+    count = cfg.get("num_csp_blocks", 3)
+    if isinstance(count, bool) or not isinstance(count, int):
+        raise fail(kind, f"num_csp_blocks must be an integer, got {count!r}")
+    return max(count, 0)
+
+
+@register_neck(KIND)
 def yolox_pafpn(config: Mapping[str, Any], strides: list[int]) -> Conversion:
+    check_keys(KIND, config, KEYS)
     in_channels = [int(c) for c in config["in_channels"]]
-    if config.get("conv_cfg") is not None:
-        raise _fail("conv_cfg must be None (plain Conv2d)")
-    first = (strides[0].bit_length() - 1) if strides else 3
-    if strides and (2**first != strides[0] or list(strides) != [2 ** (first + i) for i in range(len(strides))]):
-        raise _fail(f"strides must be consecutive powers of two, got {strides}")
-    if strides and len(strides) != len(in_channels):
-        raise _fail(f"{len(strides)} strides for {len(in_channels)} inputs")
-    eps, momentum = _norm(config.get("norm_cfg"))
-    act = _act(config.get("act_cfg", {"type": "Swish"}))
+    first = first_level(KIND, strides, len(in_channels), 3)
     params = {
         "out_channels": int(config["out_channels"]),
         "first_level": first,
-        "num_csp_blocks": int(config.get("num_csp_blocks", 3)),
+        "num_csp_blocks": csp_count(KIND, config),
         "use_depthwise": bool(config.get("use_depthwise", False)),
-        "upsample_by": "scale",
-        "upsample_mode": _upsample(config.get("upsample_cfg")),
-        "norm_eps": eps,
-        "norm_momentum": momentum,
-        "act": act,
+        **upsample_params(KIND, config.get("upsample_cfg")),
+        **unit_params(KIND, config),
     }
     return Conversion("yolox_pafpn", in_channels, params, pafpn_keys(first, len(in_channels)), return_type="tuple")
 

@@ -30,10 +30,13 @@ from typing import TYPE_CHECKING, Callable, ClassVar, Literal
 
 from ..shape import FeatureShape, ShapeError
 from .base import POST, RESAMPLE, Op, PostOp
-from .common import ActName, Padding, build_conv, build_norm, emit_act, emit_conv, out_width, stride_at, width_and_step, window_out
+from .common import ActName, Padding, build_conv, build_norm, check_norm, emit_act, emit_conv, out_width, stride_at, width_and_step, window_out
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch.fx
+
+NormKind = Literal["bn", "gn"] | None
+"""The norm of a conv unit: batch norm (the YOLO necks'), group norm, or none (a conv bias instead)."""
 
 __all__ = ["ConvBnAct", "C2f", "CSPLayer", "emit_conv_bn_act", "emit_rep_conv", "rep_conv_weights", "emit_c2f", "c2f_weights"]
 
@@ -54,19 +57,25 @@ def emit_conv_bn_act(
     momentum: float = 0.03,
     act: ActName | None = "silu",
     slope: float = 0.01,
-    norm_name: str = "bn",
+    norm_name: str | None = None,
+    norm: NormKind = "bn",
+    norm_groups: int = 32,
 ) -> torch.fx.Node:
-    """Add ``act(bn(conv(x)))`` with modules ``<local>.conv`` and ``<local>.<norm_name>``
-    (``bn`` as ultralytics and mmcv name it; RT-DETR says ``norm``); with ``depthwise``, a
-    depthwise unit ``<local>.depthwise_conv`` then a pointwise 1x1 unit
-    ``<local>.pointwise_conv`` (mmcv's ``DepthwiseSeparableConvModule``)."""
+    """Add ``act(norm(conv(x)))`` with modules ``<local>.conv`` and ``<local>.<norm_name>``
+    (by default the norm's own name, ``bn`` or ``gn``, as ultralytics and mmcv name it; RT-DETR
+    says ``norm``); with ``depthwise``, a depthwise unit ``<local>.depthwise_conv`` then a
+    pointwise 1x1 unit ``<local>.pointwise_conv`` (mmcv's ``DepthwiseSeparableConvModule``).
+    ``norm``: ``bn`` (BatchNorm2d), ``gn`` (GroupNorm of ``norm_groups``) or None, no norm and
+    a conv bias instead (mmcv's ``bias='auto'``: a ``ConvModule`` without ``norm_cfg``)."""
     prefix = f"{local}." if local else ""
     if depthwise:
-        y = emit_conv_bn_act(e, f"{prefix}depthwise_conv", x, cin, cin, kernel=kernel, stride=stride, groups=cin, padding=padding, eps=eps, momentum=momentum, act=act, slope=slope)
-        return emit_conv_bn_act(e, f"{prefix}pointwise_conv", y, cin, cout, eps=eps, momentum=momentum, act=act, slope=slope)
-    conv = build_conv(cin, cout, kernel, stride, padding, False, "default", groups)
+        unit = {"eps": eps, "momentum": momentum, "act": act, "slope": slope, "norm": norm, "norm_groups": norm_groups}
+        y = emit_conv_bn_act(e, f"{prefix}depthwise_conv", x, cin, cin, kernel=kernel, stride=stride, groups=cin, padding=padding, **unit)
+        return emit_conv_bn_act(e, f"{prefix}pointwise_conv", y, cin, cout, **unit)
+    conv = build_conv(cin, cout, kernel, stride, padding, norm is None, "default", groups)
     y = emit_conv(e, f"{prefix}conv", conv, x, padding)
-    y = e.call_module(f"{prefix}{norm_name}", build_norm("bn", cout, eps=eps, momentum=momentum), y)
+    if norm is not None:
+        y = e.call_module(f"{prefix}{norm_name or norm}", build_norm(norm, cout, groups=norm_groups, eps=eps, momentum=momentum), y)
     return emit_act(e, act, y, slope) if act else y
 
 
@@ -84,7 +93,7 @@ def emit_rep_conv(
     momentum: float = 0.03,
     act: ActName | None = "silu",
     branches: tuple[str, str] = ("conv1", "conv2"),
-    norm_name: str = "bn",
+    norm_name: str | None = None,
 ) -> torch.fx.Node:
     """A RepVGG unit as trained (Ding et al. 2021): ``act(bn(conv_k(x)) + bn(conv_1x1(x)))``,
     the two conv-BN branches under ``<local>.<branches[0]>`` (``kernel x kernel``, padding
@@ -105,12 +114,12 @@ def rep_conv_weights(cin: int, cout: int, kernel: int = 3, groups: int = 1) -> i
     return _unit_weights(cin, cout, kernel, groups) + _unit_weights(cin, cout, 1, groups)
 
 
-def _unit_weights(cin: int, cout: int, kernel: int = 1, groups: int = 1, depthwise: bool = False) -> int:
-    """Parameters and buffers of one conv-BN-act unit (of a depthwise one and its pointwise
+def _unit_weights(cin: int, cout: int, kernel: int = 1, groups: int = 1, depthwise: bool = False, norm: NormKind = "bn") -> int:
+    """Parameters and buffers of one conv-norm-act unit (of a depthwise one and its pointwise
     partner when ``depthwise``), for :meth:`Op.weight_estimate`."""
     if depthwise:
-        return _unit_weights(cin, cin, kernel, cin) + _unit_weights(cin, cout)
-    return cin * cout * kernel**2 // groups + 4 * cout + 1
+        return _unit_weights(cin, cin, kernel, cin, norm=norm) + _unit_weights(cin, cout, norm=norm)
+    return cin * cout * kernel**2 // groups + {"bn": 4 * cout + 1, "gn": 2 * cout, None: cout}[norm]
 
 
 def _check_groups(name: str, groups: int, cin: int, cout: int) -> None:
@@ -140,6 +149,8 @@ class ConvBnAct(Op):
     momentum: float = 0.03
     act: ActName | None = "silu"
     slope: float = 0.01
+    norm: NormKind = "bn"
+    norm_groups: int = 32
 
     kinds: ClassVar[tuple[str, ...]] = ("resample", "post")
     shorthand = "kernel"
@@ -156,18 +167,23 @@ class ConvBnAct(Op):
         return f"{'dw' if self.depthwise else ''}conv{kernel}x{kernel}{stride}-bn-{self.act or 'linear'}"
 
     def weight_estimate(self, shapes, out):
-        return _unit_weights(shapes[0].channels, out.channels, self.kernel or 1, self.groups, self.depthwise)
+        return _unit_weights(shapes[0].channels, out.channels, self.kernel or 1, self.groups, self.depthwise, self.norm)
 
     def shape(self, inputs, site):
         x = inputs[0]
         width, step = width_and_step("conv_bn_act", self.stride, self.out, x, site)
         _check_groups("conv_bn_act", self.groups, x.channels, width)
-        return FeatureShape(width, x.level + step, window_out(x.size, self.kernel, self.stride, self.padding))
+        size = window_out(x.size, self.kernel, self.stride, self.padding)
+        if self.depthwise:
+            check_norm(self.norm, x.channels, self.norm_groups, size)
+        check_norm(self.norm, width, self.norm_groups, size)
+        return FeatureShape(width, x.level + step, size)
 
     def emit(self, e, args, shapes, out):
         return emit_conv_bn_act(
             e, "", args[0], shapes[0].channels, out.channels, kernel=self.kernel, stride=self.stride, groups=self.groups,
             padding=self.padding, depthwise=self.depthwise, eps=self.eps, momentum=self.momentum, act=self.act, slope=self.slope,
+            norm=self.norm, norm_groups=self.norm_groups,
         )
 
 
@@ -293,6 +309,9 @@ class CSPLayer(PostOp):
     block: Literal["darknet", "cspnext"] = "darknet"
     large_kernel: int = 5
     attention: bool = False
+    slope: float = 0.01
+    norm: NormKind = "bn"
+    norm_groups: int = 32
 
     shorthand = "blocks"
     has_parameters = True
@@ -301,26 +320,29 @@ class CSPLayer(PostOp):
         return f"CSP{'NeXt' if self.block == 'cspnext' else ''} x{self.blocks}"
 
     def weight_estimate(self, shapes, out):
-        mid, cin = int(out.channels * self.expansion), shapes[0].channels
+        mid, cin, norm = int(out.channels * self.expansion), shapes[0].channels, self.norm
         if self.block == "cspnext":
-            bottleneck = _unit_weights(mid, mid, self.kernel, depthwise=self.depthwise) + _unit_weights(mid, mid, self.large_kernel, depthwise=True)
+            bottleneck = _unit_weights(mid, mid, self.kernel, depthwise=self.depthwise, norm=norm) + _unit_weights(mid, mid, self.large_kernel, depthwise=True, norm=norm)
         else:
-            bottleneck = _unit_weights(mid, mid) + _unit_weights(mid, mid, self.kernel, depthwise=self.depthwise)
+            bottleneck = _unit_weights(mid, mid, norm=norm) + _unit_weights(mid, mid, self.kernel, depthwise=self.depthwise, norm=norm)
         attention = (2 * mid) ** 2 + 2 * mid if self.attention else 0
-        return 2 * _unit_weights(cin, mid) + self.blocks * bottleneck + attention + _unit_weights(2 * mid, out.channels)
+        return 2 * _unit_weights(cin, mid, norm=norm) + self.blocks * bottleneck + attention + _unit_weights(2 * mid, out.channels, norm=norm)
 
     def infer(self, x, channels):
         width = out_width(self.out, channels, x.channels)
-        _check_blocks("csp", self.blocks, int(width * self.expansion), self.kernel)
+        mid = int(width * self.expansion)
+        _check_blocks("csp", self.blocks, mid, self.kernel)
         if self.block == "cspnext":
-            _check_blocks("csp", self.blocks, int(width * self.expansion), self.large_kernel)
+            _check_blocks("csp", self.blocks, mid, self.large_kernel)
+        check_norm(self.norm, mid, self.norm_groups, x.size)  # every unit but the last normalises mid channels
+        check_norm(self.norm, width, self.norm_groups, x.size)
         return x.with_(channels=width)
 
     def emit(self, e, args, shapes, out):
         import torch
 
         mid = int(out.channels * self.expansion)
-        unit = {"eps": self.eps, "momentum": self.momentum, "act": self.act}
+        unit = {"eps": self.eps, "momentum": self.momentum, "act": self.act, "slope": self.slope, "norm": self.norm, "norm_groups": self.norm_groups}
         cin = shapes[0].channels
         short = emit_conv_bn_act(e, "short_conv", args[0], cin, mid, **unit)
         main = emit_conv_bn_act(e, "main_conv", args[0], cin, mid, **unit)

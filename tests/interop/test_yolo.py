@@ -121,11 +121,26 @@ def test_yolov8_graph_is_plain_calls():
         ({"yaml": {"scales": {"n": [0.33, 0.25, 1024]}, "head": [[-1, 1, "Conv", [256, 3, 2]]]}, "in_channels": [64, 128, 256]}, "head is not"),
         ({"yaml": "yolov8n.yaml", "in_channels": [64, 128, 256], "output_layers": [15, 18]}, "output_layers"),
         ({"yaml": {"scales": {"n": [0.33, 0.25, 1024]}, "head": NECK, "activation": "nn.LeakyReLU(0.1)"}, "in_channels": [64, 128, 256]}, "activation"),
+        # what ultralytics cannot build or run (issue 13: the sweep's refusals, tests/sweeps/ultralytics_yolov8_neck.py)
+        ({"yaml": "yolov8s.yaml", "in_channels": [64, 128, 256]}, r"in_channels \[64, 128, 256\] are not the widths of layers 4, 6 and 9 at this scale \(\[128, 256, 512\]\)"),
+        ({"yaml": {"scales": {"n": [0.33, 0.25]}, "head": NECK}, "in_channels": [64, 128, 256]}, r"scale 'n' is \[depth, width, max_channels\], three numbers"),
+        ({"yaml": {"scales": {"n": [0.33, 0.0, 1024]}, "head": NECK}, "in_channels": [8, 8, 8]}, "width 0.0 and max_channels 1024 positive"),
     ],
 )
 def test_yolov8_converter_refuses_other_graphs(config, message):
     with pytest.raises(SpecError, match=message):
         conversion("ultralytics.yolov8-neck", config)
+
+
+def test_yolov8_backbone_widths_of_a_mapping_are_its_rows():
+    """A mapping's layers 4, 6 and 9 are its own rows scaled: a yaml with a narrower backbone
+    reads narrower maps, and in_channels must be those (yolov8.yaml's at width 0.25: 64, 128, 256)."""
+    conv = [-1, 1, "Conv", [64, 3, 2]]
+    backbone = [conv] * 4 + [[-1, 1, "C2f", [128]], conv, [-1, 1, "C2f", [256]], conv, conv, [-1, 1, "SPPF", [512, 5]]]
+    data = {"scales": {"n": [0.33, 0.25, 1024]}, "backbone": backbone, "head": NECK}
+    assert conversion("ultralytics.yolov8-neck", {"yaml": data, "in_channels": [32, 64, 128]}).in_channels == [32, 64, 128]
+    with pytest.raises(SpecError, match=r"\(\[32, 64, 128\]\)"):
+        conversion("ultralytics.yolov8-neck", {"yaml": data, "in_channels": [64, 128, 256]})
 
 
 def test_unknown_scale_in_the_spec_is_an_error_listing_the_scales():
@@ -163,7 +178,8 @@ def test_yolox_one_level_is_the_output_conv():
 @pytest.mark.parametrize(
     "config, message",
     [
-        (dict(norm_cfg={"type": "GN", "num_groups": 8}), "norm_cfg"),
+        (dict(norm_cfg={"type": "LN"}), "norm_cfg"),
+        (dict(norm_cfg={"type": "GN"}), "num_groups"),
         (dict(upsample_cfg={"scale_factor": 4, "mode": "nearest"}), "scale_factor must be 2"),
         (dict(act_cfg={"type": "PReLU"}), "act_cfg"),
         (dict(conv_cfg={"type": "DCN"}), "conv_cfg"),
