@@ -71,6 +71,7 @@ RESAMPLE_CASES = {
     "conv_module": ({"level": 5, "channels": 16}, (2, 16, 2, 3)),
     "project": ({"level": 4, "channels": 16}, (2, 16, 4, 6)),
     "deconv": ({"level": 3, "channels": 16}, (2, 16, 8, 12)),
+    "deconv_padded": ({"level": 3, "channels": 16}, (2, 16, 8, 12)),
     "transposed_conv": ({"level": 3, "channels": 16}, (2, 16, 8, 12)),
     "pixel_shuffle": ({"level": 3, "channels": 16}, (2, 16, 8, 12)),
     "act": ({"level": 4}, (2, 32, 4, 6)),

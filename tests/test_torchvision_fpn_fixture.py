@@ -31,3 +31,19 @@ def test_fpn_spec_reproduces_torchvision_fpn_with_maxpool():
     for ours, ref in zip(outputs, case["outputs"]):
         assert ours.shape == ref.shape
         assert (ours - ref).abs().max().item() <= 1e-4 * max(1.0, ref.abs().max().item())
+
+
+def test_keys_the_converter_does_not_model_are_refused_not_ignored():
+    """A norm_layer, or a misspelt key, would otherwise be dropped and the numbers differ from torchvision's."""
+    import pytest
+
+    from pyramidgraph.interop import conversion
+
+    base = {"in_channels_list": [8, 16], "out_channels": 8}
+    with pytest.raises(pyramidgraph.SpecError, match="norm_layer 'BatchNorm2d' is not supported"):
+        conversion("torchvision.FeaturePyramidNetwork", {**base, "norm_layer": "BatchNorm2d"})
+    with pytest.raises(pyramidgraph.SpecError, match="unknown config key 'extra_block'; did you mean 'extra_blocks'"):
+        conversion("torchvision.FeaturePyramidNetwork", {**base, "extra_block": "LastLevelMaxPool"})
+    with pytest.raises(pyramidgraph.SpecError, match=r"in_channels_list widths must be positive integers \(torchvision refuses 0\)"):
+        conversion("torchvision.FeaturePyramidNetwork", {**base, "in_channels_list": [8, 0]})
+    assert conversion("torchvision.FeaturePyramidNetwork", {**base, "norm_layer": None}).spec == "fpn"

@@ -6,8 +6,10 @@ from each input to ``out_channels``; with ``num_outs`` above the number of input
 others on the previous extra level. ``num_outs`` None or at most the inputs adds nothing (the
 reference ignores a smaller value). Every ConvModule takes the neck's ``conv_cfg`` (None),
 ``norm_cfg`` (None, BN, SyncBN or GN), ``act_cfg`` (None or an mmcv activation; default ReLU)
-and ``bias`` (``'auto'``: only without a norm). ``init_cfg`` changes no architecture (the spec
-inits its convs xavier-uniform, as the reference's default).
+and ``bias`` (``'auto'``: only without a norm; any other value is handed to ``nn.Conv2d``, which
+tests its truth, so it is read as ``bool(bias)``, as the reference runs it). ``in_channels``
+must be a list (the reference asserts exactly that: a tuple or an int is refused). ``init_cfg``
+changes no architecture (the spec inits its convs xavier-uniform, as the reference's default).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ KEYS = {"in_channels", "out_channels", "kernel_size", "conv_cfg", "norm_cfg", "a
 @register_neck(KIND)
 def convert_channel_mapper(cfg: Mapping[str, Any], strides: list[int]) -> Conversion:
     check_keys(KIND, cfg, KEYS)
+    if not isinstance(cfg["in_channels"], list):
+        raise fail(KIND, f"in_channels must be a list (the reference asserts it), got {cfg['in_channels']!r}")
     in_channels = widths(cfg)
     if not in_channels:
         raise fail(KIND, "in_channels must list at least one input")
@@ -34,7 +38,9 @@ def convert_channel_mapper(cfg: Mapping[str, Any], strides: list[int]) -> Conver
     num_outs = cfg.get("num_outs")
     num_outs = len(in_channels) if num_outs is None else int(num_outs)
     extra = max(num_outs - len(in_channels), 0)
-    unit = conv_module(KIND, cfg.get("norm_cfg"), cfg.get("act_cfg", {"type": "ReLU"}), cfg.get("conv_cfg"), cfg.get("bias", "auto"))
+    bias = cfg.get("bias", "auto")
+    bias = bias if isinstance(bias, str) and bias == "auto" else bool(bias)  # nn.Conv2d's `if bias:`
+    unit = conv_module(KIND, cfg.get("norm_cfg"), cfg.get("act_cfg", {"type": "ReLU"}), cfg.get("conv_cfg"), bias)
     first = first_level(KIND, strides, len(in_channels), 3)
     params: dict[str, Any] = {
         "channels": int(cfg["out_channels"]),

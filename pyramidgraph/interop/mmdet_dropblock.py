@@ -7,7 +7,10 @@ so the dropped sum feeds the next finer level; the coarsest lateral is not dropp
 and so one call counter for ``warmup_iters``, serves every level: the spec's ``dropblock``
 parameters (``dropblock``, ``dropblock_size``, ``dropblock_warmup``) put one ``dropblock`` op per
 level that counts as that shared module does. DropBlock has no weights, so the ``state_dict``
-is FPN's, key for key.
+is FPN's, key for key. The plugin is checked as DropBlock's constructor checks it (an odd
+``block_size``, ``drop_prob`` in (0, 1], ``warmup_iters`` >= 0, both of the first two given);
+DropBlock takes and ignores any further keyword arguments, so they are accepted and ignored
+here too (the reference runs such a config, and refusing it would refuse what runs).
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ from .mmdet_fpn import FPN_KEYS, _convert
 
 KIND = "FPN_DropBlock"
 PLUGIN_DEFAULT = {"type": "DropBlock", "drop_prob": 0.3, "block_size": 3, "warmup_iters": 0}
-PLUGIN_KEYS = {"type", "drop_prob", "block_size", "warmup_iters"}
 
 
 def _plugin(plugin: Any) -> dict[str, Any]:
@@ -30,7 +32,6 @@ def _plugin(plugin: Any) -> dict[str, Any]:
         return {}
     if not isinstance(plugin, Mapping) or plugin.get("type") != "DropBlock":
         raise fail(KIND, f"plugin {plugin!r} is not supported (a DropBlock config, or None)")
-    check_keys(f"{KIND} plugin DropBlock", plugin, PLUGIN_KEYS)  # DropBlock takes **kwargs, but ignores them: a typo would pass silently
     for key in ("drop_prob", "block_size"):
         if key not in plugin:
             raise fail(KIND, f"plugin DropBlock needs {key}")

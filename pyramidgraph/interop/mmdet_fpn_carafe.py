@@ -13,9 +13,9 @@ exactly without a norm. ``upsample_cfg`` types, each by a factor 2:
 * ``carafe``: ``CARAFEPack`` with ``up_kernel``, ``up_group``, ``encoder_kernel``,
   ``encoder_dilation``, ``compressed_channels`` (mmcv's defaults 5, 1, 3, 1, 64);
 * ``deconv``: ``nn.ConvTranspose2d(kernel upsample_kernel, stride 2, padding and output_padding
-  (k - 1) // 2)``; kernels 2 and 4 (whose extra row and column ``slice_as`` cuts off) are the
-  ``deconv`` op's; 1 and 3 need an ``output_padding`` it does not have, and from 5 on PyTorch
-  refuses the reference's output padding;
+  (k - 1) // 2)``, the ``deconv_padded`` op: kernels 2, 3 and 4 (4's extra row and column
+  ``slice_as`` cuts off); kernel 1 makes each map one short of the finer one, so the reference's
+  sum fails on every input, and from 5 on PyTorch refuses the reference's output padding;
 * ``pixel_shuffle``: ``PixelShufflePack`` (``upsample_conv``, kernel ``upsample_kernel`` with
   padding ``(k - 1) // 2``, then ``F.pixel_shuffle``): odd kernels (an even one shrinks the map
   and the reference's sum fails);
@@ -97,13 +97,13 @@ def _upsample(cfg: Mapping[str, Any], channels: int, extra_levels: int) -> dict[
         if "upsample_kernel" not in cfg:
             raise fail(KIND, f"upsample_cfg type {kind!r} needs upsample_kernel (the reference asserts it is there and > 0)")
         kernel = _positive(cfg, "upsample_kernel", 1)
-        if kind == "deconv" and kernel not in (2, 4):
+        if kind == "deconv" and kernel not in (2, 3, 4):
             why = (
                 "PyTorch refuses the reference's output_padding (k - 1) // 2, which is not smaller than the stride 2"
                 if kernel >= 5
-                else "the reference's output_padding (k - 1) // 2 is not expressible with the deconv op (padding (k - 2) / 2, no output padding)"
+                else "with padding and output_padding 0 each upsampled map is one row and column short of the finer map, so the reference's top-down sum fails"
             )
-            raise fail(KIND, f"upsample_cfg deconv upsample_kernel {kernel} is not supported: {why}; kernels 2 and 4 are")
+            raise fail(KIND, f"upsample_cfg deconv upsample_kernel {kernel} is not supported: {why}; kernels 2, 3 and 4 are")
         if kind == "pixel_shuffle" and kernel % 2 == 0:
             raise fail(KIND, f"upsample_cfg pixel_shuffle upsample_kernel {kernel}: an even kernel with padding (k - 1) // 2 shrinks the map by one, so the reference's top-down sum fails; use an odd kernel")
         params["upsample_kernel"] = kernel

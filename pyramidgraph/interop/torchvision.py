@@ -5,14 +5,22 @@ holding one conv at index 0), nearest upsampling to the lateral's size, and an o
 block: ``LastLevelMaxPool`` (``max_pool2d(kernel 1, stride 2)``, output ``pool``) or
 ``LastLevelP6P7`` (``p6`` = 3x3/2 conv on C5, or on P5 when its in and out widths are equal;
 ``p7`` = 3x3/2 conv on ``relu(p6)``). Inputs and outputs are OrderedDicts keyed by feature name.
+A zero width is refused, as torchvision's constructor refuses it. ``strides`` (not an argument of
+torchvision's, which sizes nothing by them) name the inputs ``c<level>`` and must be consecutive
+powers of two: the ``fpn`` spec's levels are consecutive. Any other key is refused rather than
+ignored: torchvision's ``norm_layer`` (a norm after every conv but the extra blocks') is not
+modelled, and dropping it silently would give other numbers.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Mapping
 
-from .base import Conversion, ConversionError, KeyMap, Reference, register_reference
+from .base import Conversion, ConversionError, KeyMap, Reference, refuse_unknown_keys, register_reference
+
+KEYS = {"in_channels_list", "out_channels", "extra_blocks", "p6p7_in_channels", "strides"}
 
 
 @register_reference
@@ -20,7 +28,12 @@ class TorchvisionFPN(Reference):
     source = "torchvision.FeaturePyramidNetwork"
 
     def convert(self, config: Mapping[str, Any]) -> Conversion:
+        if "norm_layer" in config and config["norm_layer"] is not None:
+            raise ConversionError(self.source, f"norm_layer {config['norm_layer']!r} is not supported (None: the convs without a norm)")
+        refuse_unknown_keys(self.source, {k: v for k, v in config.items() if k != "norm_layer"}, KEYS, "the config")
         in_channels = list(config["in_channels_list"])
+        if any(isinstance(c, bool) or not isinstance(c, numbers.Integral) or c < 1 for c in in_channels):
+            raise ConversionError(self.source, f"in_channels_list widths must be positive integers (torchvision refuses 0), got {in_channels}")
         channels = int(config["out_channels"])
         strides = list(config.get("strides") or [2 ** (2 + i) for i in range(len(in_channels))])
         levels = [int(math.log2(s)) for s in strides]

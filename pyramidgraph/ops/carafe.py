@@ -9,6 +9,10 @@
   of input pixel ``(h // scale, w // scale)``; the channels are cut into ``up_group`` contiguous
   groups, each with its own kernel. The ordering is mmcv's kernels' (``carafe_cuda_kernel.cuh``):
   mask channel ``(group * up_kernel + dy) * up_kernel + dx`` after the pixel shuffle.
+* ``deconv_padded`` (resample): a transposed conv with PyTorch's ``padding`` and
+  ``output_padding`` given, as mmcv's ``deconv`` upsample layer builds it for ``FPN_CARAFE``
+  (both ``(kernel - 1) // 2``): kernel 3 then doubles a map exactly, which the ``deconv`` op (its
+  padding ``(kernel - stride) / 2``, no output padding) cannot express.
 * ``crop`` (resample): the top-left part of a map at the size of the target level's map, as
   mmdetection's ``FPN_CARAFE`` cuts an upsampled map (``slice_as``) before adding it to a finer
   one whose side is odd.
@@ -20,12 +24,12 @@ import functools
 import operator
 from dataclasses import dataclass, replace
 
-from ..shape import ShapeError
+from ..shape import FeatureShape, ShapeError
 from ..weights import declare
 from .base import RESAMPLE, ResampleOp
 from .common import build_conv, factor_up
 
-__all__ = ["Carafe", "Crop"]
+__all__ = ["Carafe", "Crop", "PaddedDeconv"]
 
 
 def _normal_init(conv, std: float):
@@ -117,6 +121,55 @@ class Carafe(ResampleOp):
         for start in (1, 2, 3):  # groups and channels, then each side with its sub-pixels
             y = e.call_function(torch.flatten, y, start, start + 1)
         return y
+
+
+@RESAMPLE.register("deconv_padded")
+@dataclass(frozen=True)
+class PaddedDeconv(ResampleOp):
+    """Learned upsampling by ``nn.ConvTranspose2d(kernel, stride, padding, output_padding)`` to the
+    target width, the arguments as PyTorch takes them: each side becomes ``(s - 1) * stride - 2 *
+    padding + kernel + output_padding``, at least ``stride`` times the input's (follow it with
+    ``crop`` where it is larger), ``output_padding`` smaller than the stride (PyTorch's rule).
+    ``stride = 2**level difference`` unless given. mmcv's ``deconv`` upsample layer (FPN_CARAFE's
+    ``upsample_cfg`` type ``deconv``) is padding and output padding ``(kernel - 1) // 2``; the
+    defaults (kernel 3, padding 1, output padding 1) double a map exactly. Use as ``up``."""
+
+    kernel: int = 3
+    stride: int | None = None
+    padding: int = 1
+    output_padding: int = 1
+    bias: bool = True
+
+    changes_channels = True
+    has_parameters = True
+    exact_ratio = True
+
+    def bind(self, x, target):
+        return replace(self, stride=factor_up(self.stride, x, target))
+
+    def label(self) -> str:
+        return f"deconv{self.kernel}x{self.kernel} x{self.stride}" if self.stride else "deconv_padded"
+
+    def _side(self, side: int) -> int:
+        return (side - 1) * self.stride - 2 * self.padding + self.kernel + self.output_padding
+
+    def infer(self, x, target):
+        step = (self.stride or 0).bit_length() - 1
+        if self.stride < 1 or 2**step != self.stride:
+            raise ShapeError(f"deconv_padded stride {self.stride} is not a power of two")
+        if not 1 <= self.kernel <= 31 or self.padding < 0 or not 0 <= self.output_padding < self.stride:
+            raise ShapeError(f"deconv_padded needs a kernel from 1 to 31, padding >= 0 and output_padding from 0 to stride - 1, got kernel {self.kernel}, padding {self.padding}, output_padding {self.output_padding}")
+        if target.level != x.level - step:
+            raise ShapeError(f"deconv_padded x{self.stride} brings level {x.level} to level {x.level - step}, not to level {target.level}")
+        if self._side(1) < self.stride:
+            raise ShapeError(f"deconv_padded: kernel {self.kernel}, padding {self.padding} and output_padding {self.output_padding} make a map less than {self.stride} times as large")
+        return FeatureShape(target.channels, x.level - step, (self._side(x.size[0]), self._side(x.size[1])) if x.size else None)
+
+    def emit(self, e, args, shapes, out):
+        from torch import nn
+
+        deconv = declare(nn.ConvTranspose2d, shapes[0].channels, out.channels, self.kernel, stride=self.stride, padding=self.padding, output_padding=self.output_padding, bias=self.bias)
+        return e.call_module("deconv", deconv, args[0])
 
 
 @RESAMPLE.register("crop")

@@ -215,6 +215,7 @@ CASES = {
     ),
     "carafe_three_inputs_one_extra": ({"in_channels": [6, 8, 8], "out_channels": 4, "num_outs": 4, "upsample_cfg": {"type": "carafe", "up_kernel": 3, "compressed_channels": 4}, "strides": [8, 16, 32]}, (100, 76)),
     "deconv4": ({"in_channels": [4, 6, 8, 8], "out_channels": 4, "num_outs": 5, "upsample_cfg": {"type": "deconv", "upsample_kernel": 4}}, (76, 100)),
+    "deconv3_odd": ({"in_channels": [4, 6, 8, 8], "out_channels": 4, "num_outs": 5, "upsample_cfg": {"type": "deconv", "upsample_kernel": 3}}, (76, 92)),
     "pixel_shuffle3_bn": ({"in_channels": [4, 6, 8, 8], "out_channels": 4, "num_outs": 5, "norm_cfg": {"type": "BN"}, "upsample_cfg": {"type": "pixel_shuffle", "upsample_kernel": 3}}, (52, 52)),
     "bilinear": ({"in_channels": [4, 6, 8, 8], "out_channels": 4, "num_outs": 6, "upsample_cfg": {"type": "bilinear"}}, (100, 68)),
 }
@@ -311,13 +312,13 @@ BASE = {"in_channels": [4, 8, 8, 8], "out_channels": 8, "num_outs": 5}
         ),
         ({"upsample_cfg": {"type": "deconv"}}, "FPN_CARAFE: upsample_cfg type 'deconv' needs upsample_kernel (the reference asserts it is there and > 0)"),
         (
-            {"upsample_cfg": {"type": "deconv", "upsample_kernel": 3}},
-            "FPN_CARAFE: upsample_cfg deconv upsample_kernel 3 is not supported: the reference's output_padding (k - 1) // 2 is not expressible with the deconv op "
-            "(padding (k - 2) / 2, no output padding); kernels 2 and 4 are",
+            {"upsample_cfg": {"type": "deconv", "upsample_kernel": 1}},
+            "FPN_CARAFE: upsample_cfg deconv upsample_kernel 1 is not supported: with padding and output_padding 0 each upsampled map is one row and column short of the finer map, "
+            "so the reference's top-down sum fails; kernels 2, 3 and 4 are",
         ),
         (
             {"upsample_cfg": {"type": "deconv", "upsample_kernel": 5}},
-            "FPN_CARAFE: upsample_cfg deconv upsample_kernel 5 is not supported: PyTorch refuses the reference's output_padding (k - 1) // 2, which is not smaller than the stride 2; kernels 2 and 4 are",
+            "FPN_CARAFE: upsample_cfg deconv upsample_kernel 5 is not supported: PyTorch refuses the reference's output_padding (k - 1) // 2, which is not smaller than the stride 2; kernels 2, 3 and 4 are",
         ),
         (
             {"upsample_cfg": {"type": "pixel_shuffle", "upsample_kernel": 2}},
@@ -329,7 +330,7 @@ BASE = {"in_channels": [4, 8, 8, 8], "out_channels": 8, "num_outs": 5}
             "without it (supported: type, upsample_kernel)",
         ),
         ({"norm_cfg": {"type": "LN"}}, "FPN_CARAFE: norm_cfg type 'LN' is not supported (BN, SyncBN, GN or None)"),
-        ({"act_cfg": {"type": "PReLU"}}, "FPN_CARAFE: act_cfg type 'PReLU' is not supported (ReLU, ReLU6, SiLU, Swish, GELU, Sigmoid, Tanh, HSwish, Mish, LeakyReLU or None)"),
+        ({"act_cfg": {"type": "PReLU"}}, "FPN_CARAFE: act_cfg type 'PReLU' is not supported (ReLU, ReLU6, SiLU, Swish, GELU, Sigmoid, Tanh, HSwish, Mish, LeakyReLU, ELU, HSigmoid or None)"),
         ({"end_level": 2}, "FPN_CARAFE: with end_level 2, num_outs must be 3, got 5"),
         ({"num_outs": 3}, "FPN_CARAFE: num_outs 3 is less than the 4 inputs used"),
         ({"in_channels": 8}, "FPN_CARAFE: in_channels must be a list (the reference asserts it), got 8"),

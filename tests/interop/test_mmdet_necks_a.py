@@ -201,15 +201,14 @@ CT = {"type": "CTResNetNeck", "in_channels": 16, "num_deconv_filters": [8], "num
 
 REFUSALS = [
     ({**HRFPN, "pooling": "MAX"}, None, "HRFPN: unknown argument 'pooling'; did you mean 'pooling_type'? (HRFPN takes: conv_cfg, in_channels, init_cfg, norm_cfg, num_outs, out_channels, pooling_type, stride, with_cp)"),
-    ({**HRFPN, "pooling_type": "max"}, None, "HRFPN: pooling_type 'max' is not 'AVG' or 'MAX' (the reference compares with 'MAX' exactly and averages otherwise; write one of the two)"),
     ({**HRFPN, "stride": 3}, None, "HRFPN: stride 3 is not supported: the output convs' stride must be 1, 2, 4 or 8 so that each output stays a pyramid level"),
     ({**HRFPN, "conv_cfg": {"type": "DCNv2"}}, None, "HRFPN: conv_cfg {'type': 'DCNv2'} is not supported (None: plain Conv2d)"),
     ({**HRFPN, "in_channels": 8}, None, "HRFPN: in_channels must be a non-empty list (the reference asserts a list), got 8"),
     (HRFPN, [8, 32], "HRFPN: strides must be consecutive powers of two, got [8, 32]"),
     ({**MAPPER, "kernel_size": [3, 3]}, None, "ChannelMapper: kernel_size must be a positive integer (the reference pads by (kernel_size - 1) // 2), got [3, 3]"),
     ({**MAPPER, "norm_cfg": {"type": "LN"}}, None, "ChannelMapper: norm_cfg type 'LN' is not supported (BN, SyncBN, GN or None)"),
-    ({**MAPPER, "act_cfg": {"type": "PReLU"}}, None, "ChannelMapper: act_cfg type 'PReLU' is not supported (ReLU, ReLU6, SiLU, Swish, GELU, Sigmoid, Tanh, HSwish, Mish, LeakyReLU or None)"),
-    ({**MAPPER, "bias": "yes"}, None, "ChannelMapper: bias must be 'auto', true or false, got 'yes'"),
+    ({**MAPPER, "act_cfg": {"type": "PReLU"}}, None, "ChannelMapper: act_cfg type 'PReLU' is not supported (ReLU, ReLU6, SiLU, Swish, GELU, Sigmoid, Tanh, HSwish, Mish, LeakyReLU, ELU, HSigmoid or None)"),
+    ({**MAPPER, "in_channels": (8, 16)}, None, "ChannelMapper: in_channels must be a list (the reference asserts it), got (8, 16)"),
     (
         {**MAPPER, "num_out": 3},
         None,
@@ -240,7 +239,8 @@ def test_unsupported_arguments_are_refused_with_the_reason(cfg, strides, message
 
 
 def test_arguments_that_change_nothing_are_accepted():
-    """HRFPN's norm_cfg is stored and never used by the reference, with_cp only saves memory."""
+    """HRFPN's norm_cfg is stored and never used by the reference, with_cp only saves memory,
+    and any pooling_type but 'MAX' averages."""
     plain = from_reference("mmdet", _neck(HRFPN, [8, 16]))
     quirky = from_reference("mmdet", _neck({**HRFPN, "norm_cfg": {"type": "BN"}, "with_cp": True, "init_cfg": None}, [8, 16]))
     assert (
@@ -248,6 +248,9 @@ def test_arguments_that_change_nothing_are_accepted():
         == list(quirky.state_dict())
         == ["R.post0.conv.weight", "R.post0.conv.bias", "P3.from_R.via0.conv.weight", "P3.from_R.via0.conv.bias"] + [f"P{level}.from_S{level}.via0.conv.{leaf}" for level in range(4, 8) for leaf in ("weight", "bias")]
     )
+    for pooling in ("max", "avg", None):  # the reference max-pools for 'MAX' exactly and averages for anything else
+        assert conversion("mmdet", _neck({**HRFPN, "pooling_type": pooling})).params["pooling"] == "avg"
+    assert conversion("mmdet", _neck({**HRFPN, "pooling_type": "MAX"})).params["pooling"] == "max"
     mapper = conversion("mmdet", _neck({**MAPPER, "num_outs": 1}))  # fewer outputs than inputs: the reference ignores num_outs
     assert mapper.params["extra_levels"] == 0
 

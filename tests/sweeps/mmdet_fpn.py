@@ -26,7 +26,7 @@ OPTIONS = {
     "relu_before_extra_convs": [False, True],
     "no_norm_on_lateral": [False, True],
     "norm_cfg": [None, {"type": "BN"}, {"type": "GN", "num_groups": 4}],
-    "act_cfg": [None, {"type": "ReLU"}, {"type": "LeakyReLU", "negative_slope": 0.1}],
+    "act_cfg": [None, {"type": "ReLU"}, {"type": "LeakyReLU", "negative_slope": 0.1}, {"type": "SiLU"}, {"type": "ELU"}, {"type": "HSigmoid"}, {"type": "GELU", "approximate": "tanh"}],
     "upsample_cfg": [{"mode": "nearest"}, {"mode": "nearest", "scale_factor": 2}, {"mode": "bilinear", "align_corners": False}],
 }
 COMBINED = {k: OPTIONS[k] for k in ("inputs", "first_stride", "num_outs", "start_level", "add_extra_convs", "relu_before_extra_convs", "norm_cfg", "upsample_cfg")}
@@ -36,6 +36,7 @@ REFUSED = [  # configurations mmdetection rejects, and the words ours must use
     ({"inputs": 4, "end_level": 2, "num_outs": 5}, "num_outs must be 3"),
     ({"inputs": 4, "end_level": 4, "num_outs": 5}, "end_level 4 must be -1 or an input index"),
     ({"inputs": 4, "add_extra_convs": "on_middle"}, "add_extra_convs"),
+    ({"inputs": 4, "act_cfg": {"type": "SELU"}}, "act_cfg type 'SELU' is not supported"),  # mmcv registers no SELU
 ]
 
 
