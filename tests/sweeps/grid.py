@@ -13,7 +13,7 @@ import json
 import zlib
 from typing import Any, Iterator, Mapping, Sequence
 
-__all__ = ["one_at_a_time", "spread", "case_id"]
+__all__ = ["one_at_a_time", "spread", "case_id", "changed", "standard_cases"]
 
 
 def one_at_a_time(base: Mapping[str, Any], options: Mapping[str, Sequence[Any]]) -> Iterator[dict[str, Any]]:
@@ -46,6 +46,24 @@ def case_id(prefix: str, values: Mapping[str, Any]) -> str:
 
     parts = [prefix] + [f"{k}={text(v)}" for k, v in values.items()]
     return "-".join(parts).replace(" ", "")
+
+
+def changed(base: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``values`` sets differently from ``base`` (``{"base": 1}`` when nothing): a case's id."""
+    return {k: x for k, x in values.items() if k not in base or base[k] != x} or {"base": 1}
+
+
+def standard_cases(prefix: str, base: dict, options: Mapping, combined: Mapping, mixes: int, salt: str, refused: list, config, images, refused_stride: int) -> list[dict]:
+    """The usual sweep: ``base`` with each option's values in turn, ``mixes`` combinations of
+    ``combined`` (``prefix-mixNN``), then the ``(values, reason)`` the reference rejects.
+    ``config(values)`` and ``images(inputs, first_stride)`` build a case's config and images."""
+    cases = [{"id": case_id(prefix, changed(base, v)), "config": config(v), "images": images(v["inputs"], v["first_stride"])} for v in one_at_a_time(base, options)]
+    combos = [{**base, **c} for c in spread(combined, mixes, salt)]
+    cases += [{"id": f"{prefix}-mix{k:02d}", "config": config(v), "images": images(v["inputs"], v["first_stride"])} for k, v in enumerate(combos)]
+    for v, reason in refused:
+        cases.append({"id": case_id(f"{prefix}-refused", v), "config": config({**base, **v}), "images": images(base["inputs"], refused_stride), "reason": reason})
+    assert len({c["id"] for c in cases}) == len(cases)
+    return cases
 
 
 _MISSING = object()

@@ -9,7 +9,7 @@ unit (the CSP blocks' hidden widths are half the block's).
 
 from __future__ import annotations
 
-from .grid import case_id, one_at_a_time, spread
+from .grid import standard_cases
 
 SOURCE = "mmdet"
 
@@ -81,17 +81,4 @@ def _config(v: dict) -> dict:
     return {"strides": STRIDES[first][:n], "necks": [neck]}
 
 
-def _cases() -> list[dict]:
-    def changed(v: dict) -> dict:
-        return {k: x for k, x in v.items() if k not in BASE or BASE[k] != x} or {"base": 1}
-
-    cases = [{"id": case_id("yolox", changed(v)), "config": _config(v), "images": images(v["inputs"], v["first_stride"])} for v in one_at_a_time(BASE, OPTIONS)]
-    mixes = [{**BASE, **c} for c in spread(COMBINED, 10, "mmdet_yolox_pafpn")]
-    cases += [{"id": f"yolox-mix{k:02d}", "config": _config(v), "images": images(v["inputs"], v["first_stride"])} for k, v in enumerate(mixes)]
-    for v, reason in REFUSED:
-        cases.append({"id": case_id("yolox-refused", v), "config": _config({**BASE, **v}), "images": images(BASE["inputs"], 8), "reason": reason})
-    assert len({c["id"] for c in cases}) == len(cases)
-    return cases
-
-
-CASES = _cases()
+CASES = standard_cases("yolox", BASE, OPTIONS, COMBINED, 10, "mmdet_yolox_pafpn", REFUSED, _config, images, 8)
