@@ -39,3 +39,30 @@ def test_merged_convs_train_with_the_same_gradients_and_keys():
     inputs = neck.example_inputs(batch=4, image=128)
     assert_same_gradients(neck, fast, inputs)
     assert_same_outputs(neck.eval(), fast.eval(), inputs)
+
+
+CHAIN = """\
+pyramidgraph: 1
+name: chain
+inputs:
+  C3: {level: 3, channels: 8}
+defaults: {channels: 8}
+nodes:
+  A4: {from: [{from: C3, down: {op: conv, kernel: 3}}], level: 4}
+  B4: {from: [{from: C3, down: {op: conv, kernel: 3}}], level: 4}
+  A5: {from: [{from: A4, down: {op: conv, kernel: 3}}], level: 5}
+  B5: {from: [{from: A4, down: {op: conv, kernel: 3}}], level: 5}
+outputs: [A4, B4, A5, B5]
+"""
+
+
+def test_a_merge_whose_input_was_merged_before_reads_that_merge():
+    """A4 and B4 merge (both read C3); A5 and B5 read A4, merged away by then: their merge must
+    read A4's part of the first split (mmdetection's FPG at inference, found by the sweeps)."""
+    neck = base_neck(CHAIN)
+    for level in ("train", "inference"):
+        ctx, delta, count = run_pass(neck, "merge_parallel_convs", level)
+        assert count == 2
+        ctx.graph.lint()
+    fast = optimised_copy(neck, "inference")
+    assert_same_outputs(neck.eval(), fast.eval(), neck.example_inputs(batch=2, image=64))

@@ -36,8 +36,13 @@ def worst_error(group: str, cases: list, source: str, optimize: str) -> float:
                 continue
             inputs = [torch.from_numpy(input_values(entry["id"], i, shape)) for i, shape in enumerate(run["input_shapes"])]
             feed = dict(zip(run["input_names"], inputs)) if run["input_names"] else inputs
-            with torch.no_grad():
-                outputs = neck(feed)
+            try:
+                with torch.no_grad():
+                    outputs = neck(feed)
+            except Exception as exc:  # noqa: BLE001 - a campaign reports every failing case, not the first
+                print(f"{group} {entry['id']} image {run['image']}: {type(exc).__name__}: {exc}", file=sys.stderr)
+                worst = float("inf")
+                continue
             outputs = list(outputs.values()) if isinstance(outputs, dict) else [outputs] if isinstance(outputs, torch.Tensor) else list(outputs)
             for ours, ref in zip(outputs, reference_outputs(run)):
                 worst = max(worst, (ours - ref).abs().max().item() / max(1.0, ref.abs().max().item()))

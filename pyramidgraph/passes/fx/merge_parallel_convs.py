@@ -29,6 +29,7 @@ def run(ctx: PassContext) -> int:
         if info is not None and info.groups == 1:
             groups[(info.x, info.kernel, info.stride, info.padding, info.dilation)].append(info)
     merged = 0
+    replaced: dict[torch.fx.Node, torch.fx.Node] = {}  # a conv merged away -> its part of the split
     for convs in groups.values():
         if len(convs) < 2:
             continue
@@ -40,12 +41,16 @@ def run(ctx: PassContext) -> int:
             weight = weight_call(ctx, cat_kernels, *[c.weight for c in convs], name=f"{name}_weight")
             bias = weight_call(ctx, cat_biases, widths, *[c.bias for c in convs], name=f"{name}_bias") if any(c.bias is not None for c in convs) else None
             head = convs[0]
-            conv = call_conv(ctx.graph, head.x, weight, bias, stride=head.stride, padding=head.padding, dilation=head.dilation, groups=1, out_channels=sum(widths), kernel=head.kernel, meta=first.meta, name=name)
+            # the group was found before earlier merges: its input may be a conv merged since (FPG's
+            # stride-2 chains merge a map's conv and then the convs reading it)
+            x = replaced.get(head.x, head.x)
+            conv = call_conv(ctx.graph, x, weight, bias, stride=head.stride, padding=head.padding, dilation=head.dilation, groups=1, out_channels=sum(widths), kernel=head.kernel, meta=first.meta, name=name)
             parts = ctx.graph.create_node("call_function", torch.split, (conv, list(widths), 1), {}, name=f"{name}_split")
             for index, info in enumerate(convs):
                 part = ctx.graph.create_node("call_function", operator.getitem, (parts, index), {}, name=f"{info.node.name}_part")
                 part.meta.update(info.node.meta)
                 info.node.replace_all_uses_with(part)
+                replaced[info.node] = part
         for info in convs:
             ctx.graph.erase_node(info.node)
         merged += len(convs) - 1
