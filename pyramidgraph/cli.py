@@ -99,7 +99,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
     from .errors import NeckInputError
 
-    image = common["image"] or neck.info.image or neck.info.example_image or (256, 256)
+    image = common["image"] or neck.default_image
     neck.eval()
     try:
         with torch.no_grad():

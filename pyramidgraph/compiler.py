@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from .errors import Issue, SpecError, capped, did_you_mean, suggestion_budget
-from .expand import FlatSpec, example_image, expand
+from .expand import FlatSpec, example_image, expand, image_size
 from .files import looks_like_file, shorten
 from .graph import check_graph
 from .ir import IRGraph
@@ -229,7 +229,7 @@ def _stage_module(c: Compilation) -> None:
         return_type=ir.return_type,
         params={k: v for k, v in flat.params.items()},
         image=flat.image,
-        example_image=_example_image(c.doc),
+        example_image=image_size(example_image(c.doc)),  # expansion has reported a malformed one
         rebuild={
             "spec": c.doc.data,
             "in_channels": [shape.channels for _, shape in ir.inputs],
@@ -246,14 +246,6 @@ def _stage_module(c: Compilation) -> None:
     )
     c.contract.rebuild = info.rebuild
     c.neck = PyramidNeck(c.weights, c.primitive.graph, info)
-
-
-def _example_image(doc: Document) -> tuple[int, int] | None:
-    """The spec example's image as (H, W) (expansion has checked it is well formed)."""
-    image = example_image(doc)
-    if image is None:
-        return None
-    return (image, image) if isinstance(image, int) else (int(image[0]), int(image[1]))
 
 
 def _stage_optimize(c: Compilation) -> None:

@@ -33,6 +33,7 @@ import torch
 
 from .errors import NeckInputError
 from .ops.base import one_call_when_traced
+from .shape import halving_chain
 
 try:
     from torch.compiler import is_compiling
@@ -275,7 +276,7 @@ class InputContract:
         return self._issues(self._chain(first, kind))
 
     def _chain(self, first: int, kind: str) -> tuple:
-        return tuple((side, side) for side in ((-(-first >> s)) if kind == "ceil" else first >> s for s in self._steps))
+        return tuple((side, side) for side in halving_chain(first, kind, self._steps))
 
     def size_rule(self) -> str:
         """The sizes this neck takes, in words (derived by shape inference, then remembered)."""

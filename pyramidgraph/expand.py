@@ -947,9 +947,16 @@ def _image(ex: _Expander, doc: Document, image: Any) -> tuple[int, int] | None:
         image = example_image(doc)
     if image is None:
         return None
+    size = image_size(image)
+    if size is None:
+        ex.fail(Where(("example", "image"), ("image",)), f"image size must be N or (H, W) with sides between 1 and 16384, got {image!r}")
+    return size
+
+
+def image_size(image: Any) -> tuple[int, int] | None:
+    """An image size written as N or (H, W) -> (H, W); None when it is not one (sides 1..16384)."""
     if isinstance(image, int) and not isinstance(image, bool):
         image = (image, image)
     if not (isinstance(image, Sequence) and len(image) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 16384 for v in image)):
-        ex.fail(Where(("example", "image"), ("image",)), f"image size must be N or (H, W) with sides between 1 and 16384, got {image!r}")
         return None
     return (int(image[0]), int(image[1]))

@@ -33,7 +33,7 @@ from .loader import Document
 from .ops import ResampleOp
 from .ops.base import Site
 from .ops.common import ONE_VALUE_GROUPS, SINGLE_SAMPLE
-from .shape import FeatureShape, ShapeError
+from .shape import FeatureShape, ShapeError, halving_chain
 
 __all__ = ["lower", "estimated_parameters", "weight_estimates", "MAX_WEIGHT_BYTES"]
 
@@ -387,7 +387,7 @@ def sizes_never_line_up(doc: Document, flat: FlatSpec, ir: IRGraph) -> list[Issu
     period = 2 ** max(max(shape.level for shape in ir.values().values()) - base, 0)
 
     def issues(first: int, kind: str) -> list[Issue]:
-        sides = {i: -(-first >> (levels[i] - base)) if kind == "ceil" else first >> (levels[i] - base) for i in read}
+        sides = dict(zip(read, halving_chain(first, kind, [levels[i] - base for i in read])))
         return _lower(doc, flat, [(sides[i], sides[i]) if i in sides else None for i in range(len(levels))])[1]
 
     friendliest = period * 16

@@ -132,14 +132,19 @@ class PyramidNeck(torch.fx.GraphModule):
     def strides(self) -> list[int]:
         return [s.stride for _, s in self.info.outputs]
 
+    @property
+    def default_image(self) -> tuple[int, int]:
+        """The image size ``example_inputs()`` and the CLI use when given none: the one the
+        sizes were checked at, else the spec example's, else 256x256."""
+        return self.info.image or self.info.example_image or (256, 256)
+
     def example_inputs(self, batch: int = 1, image: int | tuple[int, int] | None = None) -> list[torch.Tensor]:
         """Random inputs of the right shapes: each input is ``ceil(image / stride)`` on a side.
 
-        ``image`` defaults to the image the sizes were checked at, else the spec example's
-        image size, else 256x256.
+        ``image`` defaults to :attr:`default_image`.
         """
         if image is None:
-            image = self.info.image or self.info.example_image or (256, 256)
+            image = self.default_image
         if isinstance(image, int):
             image = (image, image)
         device = next((p.device for p in self.parameters()), torch.device("cpu"))

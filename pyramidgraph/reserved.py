@@ -33,7 +33,7 @@ MODULE_ATTRIBUTES = frozenset(
         "_unregister_deepcopy_hook", "_unregister_erase_node_hook", "_unregister_replace_node_hook",
         "_version", "_wrapped_call_impl", "add_module", "add_submodule", "apply", "bfloat16",
         "buffers", "call_super_init", "children", "code", "compile", "cpu", "cuda",
-        "delete_all_unused_submodules", "delete_submodule", "double", "dump_patches", "eval",
+        "default_image", "delete_all_unused_submodules", "delete_submodule", "double", "dump_patches", "eval",
         "example_inputs", "extra_repr", "float", "forward", "get_buffer", "get_extra_state",
         "get_parameter", "get_submodule", "graph", "half", "in_channels", "inference_code", "info", "input_names",
         "ipu", "load_state_dict", "meta", "modules", "mtia", "named_buffers", "named_children",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["FeatureShape", "ShapeError", "conv_out", "same_out"]
+__all__ = ["FeatureShape", "ShapeError", "conv_out", "same_out", "halving_chain"]
 
 
 class ShapeError(ValueError):
@@ -46,3 +46,10 @@ def conv_out(size: int, kernel: int, stride: int, padding: int, dilation: int = 
 def same_out(size: int, stride: int) -> int:
     """Output length with TensorFlow "same" padding: ``ceil(size / stride)``."""
     return -(-size // stride)
+
+
+def halving_chain(first: int, kind: str, steps: tuple[int, ...] | list[int]) -> list[int]:
+    """The sides of maps ``steps`` levels below one of side ``first``: ``ceil(first / 2**step)``
+    (what padded stride-2 convs give) for ``kind`` ``"ceil"``, else ``floor``. The size checks
+    reason about these chains (:mod:`pyramidgraph.contract`, :func:`pyramidgraph.lower.sizes_never_line_up`)."""
+    return [-(-first >> step) if kind == "ceil" else first >> step for step in steps]

@@ -20,12 +20,10 @@ import os
 import sys
 
 from .grid import case_id, one_at_a_time, spread
+from .mmdet_fpn_dropblock import fit_num_outs
+from .mmdet_pafpn import IMAGES, STRIDES, WIDTHS
 
 SOURCE = "mmdet"
-
-WIDTHS = {3: [6, 8, 10], 4: [6, 8, 10, 12], 5: [4, 6, 8, 10, 12]}
-STRIDES = {4: [4, 8, 16, 32, 64], 8: [8, 16, 32, 64, 128]}
-IMAGES = {4: [[32, 32], [28, 44]], 8: [[64, 64], [56, 88]]}
 
 UPSAMPLERS = {
     "carafe": {"type": "carafe", "up_kernel": 5, "up_group": 1, "encoder_kernel": 3, "encoder_dilation": 1},
@@ -95,10 +93,8 @@ def _config(v: dict, adjust: bool = True) -> dict:
     for key in ("num_outs", "start_level", "end_level", "norm_cfg", "act_cfg", "order", "upsample_cfg", "init_cfg"):
         if key in v:
             neck[key] = v[key]
-    if adjust and neck.get("end_level", -1) not in (-1, n - 1):
-        neck["num_outs"] = neck["end_level"] - neck.get("start_level", 0) + 1  # what mmdet requires with an end_level
-    elif adjust and neck["num_outs"] < n - neck.get("start_level", 0):
-        neck["num_outs"] = n - neck.get("start_level", 0)
+    if adjust:
+        fit_num_outs(neck, n)
     return {"strides": STRIDES[first][:n], "necks": [neck]}
 
 

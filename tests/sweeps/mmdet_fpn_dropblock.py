@@ -13,18 +13,19 @@ upsampling fails on the second, and ours must refuse those sizes.
 from __future__ import annotations
 
 from .grid import case_id, one_at_a_time, spread
+from .mmdet_pafpn import IMAGES, STRIDES, WIDTHS, _images
 
 SOURCE = "mmdet"
 
-WIDTHS = {3: [6, 8, 10], 4: [6, 8, 10, 12], 5: [4, 6, 8, 10, 12]}
-STRIDES = {4: [4, 8, 16, 32, 64], 8: [8, 16, 32, 64, 128]}
-IMAGES = {4: [[32, 32], [28, 44]], 8: [[64, 64], [56, 88]]}
 
+def fit_num_outs(neck: dict, n: int) -> None:
+    """Set ``num_outs`` to what mmdet requires of ``n`` inputs: exactly the levels used with an
+    ``end_level``, else at least the inputs from ``start_level`` on."""
+    if neck.get("end_level", -1) not in (-1, n - 1):
+        neck["num_outs"] = neck["end_level"] - neck.get("start_level", 0) + 1
+    elif neck["num_outs"] < n - neck.get("start_level", 0):
+        neck["num_outs"] = n - neck.get("start_level", 0)
 
-def _images(v: dict) -> list:
-    """The exact image (the coarsest input 1 pixel) and the inexact one; five inputs need them twice as large."""
-    scale = 2 if v["inputs"] == 5 else 1
-    return [[h * scale, w * scale] for h, w in IMAGES[v["first_stride"]]]
 
 PLUGINS = {
     "default": "default",  # the constructor's default (drop_prob 0.3, block_size 3, warmup_iters 0)
@@ -74,10 +75,8 @@ def _config(v: dict, adjust: bool = True) -> dict:
     plugin = PLUGINS.get(v["plugin"], v["plugin"]) if isinstance(v["plugin"], str) else v["plugin"]
     if plugin != "default":
         neck["plugin"] = plugin
-    if adjust and neck.get("end_level", -1) not in (-1, n - 1):
-        neck["num_outs"] = neck["end_level"] - neck.get("start_level", 0) + 1  # what mmdet requires with an end_level
-    elif adjust and neck["num_outs"] < n - neck.get("start_level", 0):
-        neck["num_outs"] = n - neck.get("start_level", 0)
+    if adjust:
+        fit_num_outs(neck, n)
     return {"strides": STRIDES[first][:n], "necks": [neck]}
 
 
