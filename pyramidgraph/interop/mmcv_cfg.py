@@ -27,9 +27,9 @@ __all__ = ["ACTS", "check_keys", "conv_module", "first_level", "mmcv_act", "no_i
 
 SOURCE = MMDetNecks.source
 PLAIN_CONVS = (None, {"type": "Conv2d"}, {"type": "Conv"})
-# mmcv activation type -> the spec's act name
+# mmcv activation type -> the spec's act name: what mmcv 2's registry builds (it has no Mish)
 ACTS = {
-    "ReLU": "relu", "ReLU6": "relu6", "SiLU": "silu", "Swish": "silu", "GELU": "gelu", "Sigmoid": "sigmoid", "Tanh": "tanh", "HSwish": "hardswish", "Mish": "mish",
+    "ReLU": "relu", "ReLU6": "relu6", "SiLU": "silu", "Swish": "silu", "GELU": "gelu", "Sigmoid": "sigmoid", "Tanh": "tanh", "HSwish": "hardswish",
     "LeakyReLU": "leaky_relu", "ELU": "elu", "HSigmoid": "hardsigmoid",
 }  # fmt: skip
 ACT_DEFAULTS = {"ELU": {"alpha": 1.0}, "HSigmoid": {"bias": 3.0, "divisor": 6.0, "min_value": 0.0, "max_value": 1.0}, "GELU": {"approximate": "none"}}

@@ -7,7 +7,7 @@ reversed, and its outputs in ``order: coarse_first``. Constructor arguments foll
 ``num_scales`` (must equal both lists' lengths, as mmdetection asserts), ``in_channels``,
 ``out_channels``, ``conv_cfg`` (None or plain ``Conv2d``), ``norm_cfg`` (BN, SyncBN, GN with its
 ``num_groups``, or None) and ``act_cfg`` (an activation mmcv's registry has, LeakyReLU with its
-slope, or None: Mish, which mmcv 2 does not register, is refused as mmdetection refuses it);
+slope, or None);
 ``init_cfg`` changes no module. The upsampling is fixed (``scale_factor=2``, nearest): the
 constructor takes no ``upsample_cfg``. Keys: ``detect<k>.conv<j>`` is
 ``O<level>.post<j - 1>`` and ``conv<k>`` is ``U<level>.post0``, each ConvModule's ``conv`` and
@@ -19,9 +19,8 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from .base import Conversion, KeyMap
-from .mmcv_cfg import check_keys, conv_module, fail, first_level, scales_widths, spec_params
+from .mmcv_cfg import check_keys, conv_module, first_level, scales_widths, spec_params
 from .mmdet import register_neck
-from .mmdet_yolox import NOT_IN_MMCV
 
 KIND = "YOLOV3Neck"
 KEYS = {"num_scales", "in_channels", "out_channels", "conv_cfg", "norm_cfg", "act_cfg", "init_cfg"}
@@ -33,10 +32,7 @@ DEFAULT_ACT = {"type": "LeakyReLU", "negative_slope": 0.1}
 def convert_yolov3_neck(cfg: Mapping[str, Any], strides: list[int]) -> Conversion:
     check_keys(KIND, cfg, KEYS)
     scales, in_channels, out_channels = scales_widths(KIND, cfg, "num_scales {scales} must equal the lengths of in_channels ({ins}) and out_channels ({outs}), and be >= 1")
-    act_cfg = cfg.get("act_cfg", DEFAULT_ACT)
-    if act_cfg is not None and act_cfg.get("type") in NOT_IN_MMCV:
-        raise fail(KIND, f"act_cfg type {act_cfg.get('type')!r} is not in mmcv's activation registry, so mmdetection cannot build it")
-    unit = conv_module(KIND, cfg.get("norm_cfg", DEFAULT_NORM), act_cfg, cfg.get("conv_cfg"))
+    unit = conv_module(KIND, cfg.get("norm_cfg", DEFAULT_NORM), cfg.get("act_cfg", DEFAULT_ACT), cfg.get("conv_cfg"))
     first = first_level(KIND, strides, scales, 3)  # strides of the inputs as fed, finest first
     params = {
         "first_level": first,

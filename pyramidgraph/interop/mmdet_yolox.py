@@ -24,17 +24,12 @@ from .mmdet import register_neck
 KIND = "YOLOXPAFPN"
 KEYS = {"in_channels", "out_channels", "num_csp_blocks", "use_depthwise", "upsample_cfg", "conv_cfg", "norm_cfg", "act_cfg", "init_cfg"}
 DEFAULT_NORM = {"type": "BN", "momentum": 0.03, "eps": 0.001}
-NOT_IN_MMCV = ("Mish",)
-"""Activations ``mmcv_cfg.ACTS`` maps that mmcv 2's registry lacks: mmdetection cannot build them."""
 
 
 def unit_params(kind: str, cfg: Mapping[str, Any]) -> dict[str, Any]:
     """``conv_cfg``, ``norm_cfg`` and ``act_cfg`` of a YOLOX-style neck (the same for every
     ``ConvModule`` and CSP layer) as the ``yolox_pafpn`` spec's unit parameters."""
-    act_cfg = cfg.get("act_cfg", {"type": "Swish"})
-    if act_cfg is not None and act_cfg.get("type") in NOT_IN_MMCV:
-        raise fail(kind, f"act_cfg type {act_cfg.get('type')!r} is not in mmcv's activation registry, so mmdetection cannot build it")
-    unit = conv_module(kind, cfg.get("norm_cfg", DEFAULT_NORM), act_cfg, cfg.get("conv_cfg"))
+    unit = conv_module(kind, cfg.get("norm_cfg", DEFAULT_NORM), cfg.get("act_cfg", {"type": "Swish"}), cfg.get("conv_cfg"))
     return {
         "norm": unit["norm"] or "none",
         "norm_groups": unit["norm_groups"],

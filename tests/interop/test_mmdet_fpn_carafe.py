@@ -330,7 +330,7 @@ BASE = {"in_channels": [4, 8, 8, 8], "out_channels": 8, "num_outs": 5}
             "without it (supported: type, upsample_kernel)",
         ),
         ({"norm_cfg": {"type": "LN"}}, "FPN_CARAFE: norm_cfg type 'LN' is not supported (BN, SyncBN, GN or None)"),
-        ({"act_cfg": {"type": "PReLU"}}, "FPN_CARAFE: act_cfg type 'PReLU' is not supported (ReLU, ReLU6, SiLU, Swish, GELU, Sigmoid, Tanh, HSwish, Mish, LeakyReLU, ELU, HSigmoid or None)"),
+        ({"act_cfg": {"type": "PReLU"}}, "FPN_CARAFE: act_cfg type 'PReLU' is not supported (ReLU, ReLU6, SiLU, Swish, GELU, Sigmoid, Tanh, HSwish, LeakyReLU, ELU, HSigmoid or None)"),
         ({"end_level": 2}, "FPN_CARAFE: with end_level 2, num_outs must be 3, got 5"),
         ({"num_outs": 3}, "FPN_CARAFE: num_outs 3 is less than the 4 inputs used"),
         ({"in_channels": 8}, "FPN_CARAFE: in_channels must be a list (the reference asserts it), got 8"),

@@ -207,7 +207,7 @@ REFUSALS = [
     (HRFPN, [8, 32], "HRFPN: strides must be consecutive powers of two, got [8, 32]"),
     ({**MAPPER, "kernel_size": [3, 3]}, None, "ChannelMapper: kernel_size must be a positive integer (the reference pads by (kernel_size - 1) // 2), got [3, 3]"),
     ({**MAPPER, "norm_cfg": {"type": "LN"}}, None, "ChannelMapper: norm_cfg type 'LN' is not supported (BN, SyncBN, GN or None)"),
-    ({**MAPPER, "act_cfg": {"type": "PReLU"}}, None, "ChannelMapper: act_cfg type 'PReLU' is not supported (ReLU, ReLU6, SiLU, Swish, GELU, Sigmoid, Tanh, HSwish, Mish, LeakyReLU, ELU, HSigmoid or None)"),
+    ({**MAPPER, "act_cfg": {"type": "PReLU"}}, None, "ChannelMapper: act_cfg type 'PReLU' is not supported (ReLU, ReLU6, SiLU, Swish, GELU, Sigmoid, Tanh, HSwish, LeakyReLU, ELU, HSigmoid or None)"),
     ({**MAPPER, "in_channels": (8, 16)}, None, "ChannelMapper: in_channels must be a list (the reference asserts it), got (8, 16)"),
     (
         {**MAPPER, "num_out": 3},
